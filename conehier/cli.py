@@ -41,6 +41,51 @@ def cmd_demo(args) -> int:
     return run_demo(out=args.out, seed=args.seed, epochs=args.epochs)
 
 
+def cmd_embed(args) -> int:
+    from .pipeline import embed
+
+    overrides = {
+        "epochs": args.epochs,
+        "seed": args.seed,
+        "lr": args.lr,
+        "batch_size": args.batch_size,
+        "optimizer": args.optimizer,
+        "device": args.device,
+        "per_level": True if args.per_level else None,
+        "init": args.init,
+        "eval_every": args.eval_every,
+        "K": args.K,
+        "margin": args.margin,
+        "parametrization": args.parametrization,
+        "dtype": args.dtype,
+        "threads": args.threads,
+    }
+    result = embed(
+        args.hierarchy,
+        args.model,
+        args.dim,
+        train_percent=args.train_percent,
+        data_dir=args.data_dir,
+        out=args.out,
+        progress=not args.no_progress,
+        **overrides,
+    )
+    m = result.metrics
+    print(f"{args.model} on {args.hierarchy}, dim {args.dim}, {args.train_percent:g}% non-basic edges in train")
+    print(f"  test F1 {100 * m['test_f1']:.2f}  (valid F1 {100 * m['valid_f1']:.2f}, best epoch {m['best_epoch']})")
+    if "reconstruction" in m:
+        r = m["reconstruction"]
+        print(f"  reconstruction ({r['positives']} edges): TPR {r['tpr']:.4f}  TNR {r['tnr']:.4f}  F1 {r['f1']:.4f}  "
+              f"mean rank {r['mean_rank']:.2f}  MAP {r['map']:.4f}")
+    print(f"  {m['seconds_per_epoch']:.3f} s/epoch, {m['wall_seconds']:.1f} s in all on {m['device']}; results in {args.out}")
+    if args.dim == 2:
+        from .reporting.plots import plot_embedding
+
+        path = plot_embedding(result, save=f"{args.out}/embedding.png")
+        print(f"  plot: {args.out}/embedding.png")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="conehier", description="Hierarchy-aware representations.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -57,6 +102,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, default=None)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("embed", help="train and evaluate an embedding of a hierarchy")
+    p.add_argument("--hierarchy", required=True, help="SPEC as for 'conehier info' (WordNet uses the published splits)")
+    p.add_argument("--model", required=True, choices=["order", "euclidean-cones", "euclidean-cones-cosine", "hyperbolic-cones", "poincare"])
+    p.add_argument("--dim", type=int, required=True)
+    p.add_argument("--train-percent", type=float, default=0.0, help="share of non-basic edges in train (WordNet: 0/10/25/50/90)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--optimizer", choices=["rsgd", "radam", "adam", "sgd"])
+    p.add_argument("--init", choices=["random", "poincare"])
+    p.add_argument("--parametrization", choices=["ball", "exp0"])
+    p.add_argument("--per-level", action="store_true", help="pick-per-level negative sampling")
+    p.add_argument("--eval-every", type=int)
+    p.add_argument("--K", type=float, help="cone aperture constant")
+    p.add_argument("--margin", type=float)
+    p.add_argument("--dtype", choices=["float32", "float64"])
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--out", required=True, help="output directory (checkpoints: an interrupted run resumes here)")
+    p.add_argument("--no-progress", action="store_true")
+    _add_data_dir(p)
+    p.set_defaults(func=cmd_embed)
 
     return parser
 

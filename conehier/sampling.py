@@ -24,7 +24,7 @@ from .hierarchy.graph import Hierarchy
 class _Pool:
     """Nodes allowed at one end, grouped by level for pick-per-level draws."""
 
-    def __init__(self, mask: np.ndarray, levels: np.ndarray | None, device):
+    def __init__(self, mask: np.ndarray, levels: np.ndarray | None, device, weights: np.ndarray | None = None):
         nodes = np.flatnonzero(mask)
         if nodes.size == 0:
             raise ValueError("no candidate nodes to corrupt with: the candidate mask is all False")
@@ -39,6 +39,12 @@ class _Pool:
         self.count = torch.as_tensor(counts, device=device)
         self.num_levels = len(counts)
         self.size = nodes.size
+        self.cdf = None
+        if weights is not None:
+            w = np.asarray(weights, np.float64)[nodes[order]]
+            if not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+                raise ValueError("sampling weights must be finite, non-negative and not all zero")
+            self.cdf = torch.as_tensor(np.cumsum(w) / w.sum(), device=device)
 
     def draw_levels(self, level: torch.Tensor, gen) -> torch.Tensor:
         u = torch.rand(level.shape, generator=gen, device=level.device, dtype=torch.float64)
@@ -46,6 +52,9 @@ class _Pool:
         return self.nodes[idx]
 
     def draw_uniform(self, shape, gen, device) -> torch.Tensor:
+        if self.cdf is not None:  # weighted: inverse-CDF draw
+            u = torch.rand(shape, generator=gen, device=device, dtype=torch.float64)
+            return self.nodes[torch.searchsorted(self.cdf, u).clamp_max(self.size - 1)]
         return self.nodes[torch.randint(self.size, shape, generator=gen, device=device)]
 
 
@@ -63,6 +72,9 @@ class NegativeSampler:
         Override the hierarchy's node count / ``(n,)`` levels (joint graphs).
     parent_candidates, child_candidates:
         ``(n,)`` bool masks of the nodes that may replace the parent / child.
+    weights:
+        ``(n,)`` non-negative weights for the corrupted end instead of uniform draws,
+        e.g. :func:`degree_weights` (word2vec-style ``count ** 0.75``).
     """
 
     def __init__(
@@ -78,7 +90,8 @@ class NegativeSampler:
         parent_candidates: np.ndarray | None = None,
         child_candidates: np.ndarray | None = None,
         device: str | torch.device = "cpu",
-        max_rounds: int = 64,
+        max_rounds: int = 16,
+        weights: np.ndarray | None = None,
     ):
         if hierarchy is None and (closure_edges is None or n_nodes is None):
             raise ValueError("give a hierarchy, or closure_edges and n_nodes")
@@ -98,13 +111,17 @@ class NegativeSampler:
         if given:  # the hierarchy's closure edges are already sorted and unique
             keys = np.unique(keys)
         self._keys = torch.as_tensor(keys, device=self.device)
+        self._keys_np = keys
+        self._rkeys_np = np.sort((keys % n) * n + keys // n)  # (child, parent) order
         lv = np.asarray(levels) if (per_level and levels is not None) else None
         pm = np.ones(n, bool) if parent_candidates is None else np.asarray(parent_candidates, bool)
         cm = np.ones(n, bool) if child_candidates is None else np.asarray(child_candidates, bool)
         for m, side in ((pm, "parent"), (cm, "child")):
             if m.shape != (n,):
                 raise ValueError(f"{side}_candidates must have shape ({n},), got {m.shape}")
-        self._pools = (_Pool(pm, lv, self.device), _Pool(cm, lv, self.device))
+        if weights is not None and per_level:
+            raise ValueError("weighted sampling (power) and per_level sampling are exclusive")
+        self._pools = (_Pool(pm, lv, self.device, weights), _Pool(cm, lv, self.device, weights))
         # can node v get any negative parent / node u any negative child?
         if clo.size:
             anc_in_pool = np.bincount(clo[:, 1], weights=pm[clo[:, 0]], minlength=n)
@@ -135,28 +152,49 @@ class NegativeSampler:
             level = None
             cand = pool.draw_uniform((b, k), gen, dev)
         fixed_k = fixed[:, None].expand(b, k)
-
-        def bad_of(c):
-            return self.is_positive(c, fixed_k) if side == 0 else self.is_positive(fixed_k, c)
-
-        bad = bad_of(cand)
+        pairs_bad = (lambda c, f: self.is_positive(c, f)) if side == 0 else (lambda c, f: self.is_positive(f, c))
+        cand = cand.reshape(-1).clone()
+        flat_fixed = fixed_k.reshape(-1)
+        flat_level = level.reshape(-1) if level is not None else None
+        idx = pairs_bad(cand, flat_fixed).nonzero().squeeze(1)  # re-draw only the bad slots
         rounds = 0
-        while bool(bad.any()):
+        while idx.numel():
             rounds += 1
-            if rounds > self.max_rounds:
-                i = int(bad.any(1).nonzero()[0, 0])
+            if rounds > self.max_rounds:  # rare: draw from the exact set of valid candidates
+                bad = torch.zeros_like(cand, dtype=torch.bool)
+                bad[idx] = True
+                cand = self._exact_fill(cand, bad, flat_fixed, pool, side, gen)
+                break
+            if flat_level is not None and rounds <= self.max_rounds // 2:
+                new = pool.draw_levels(flat_level[idx], gen)
+            else:  # a level with no valid candidate: fall back to any node
+                new = pool.draw_uniform((idx.numel(),), gen, dev)
+            cand[idx] = new
+            still = pairs_bad(new, flat_fixed[idx])
+            idx = idx[still]
+        return cand.reshape(b, k)
+
+    def _exact_fill(self, cand, bad, fixed_k, pool: _Pool, side: int, gen) -> torch.Tensor:
+        """Replace the still-bad candidates by uniform draws from each fixed node's valid set."""
+        n = self.n
+        stuck = fixed_k[bad]
+        pool_nodes = pool.nodes.cpu().numpy()
+        new = torch.empty_like(stuck)
+        for f in torch.unique(stuck).tolist():  # a handful of near-universal ancestors/descendants
+            keys = self._keys_np if side == 1 else self._rkeys_np
+            lo, hi = np.searchsorted(keys, [f * n, (f + 1) * n])
+            related = keys[lo:hi] - f * n
+            valid = np.setdiff1d(pool_nodes, np.append(related, f), assume_unique=False)
+            sel = stuck == f
+            if valid.size == 0:
                 end = "parent" if side == 0 else "child"
                 raise RuntimeError(
-                    f"could not draw a negative {end} for the positive with fixed node {int(fixed[i])}: every "
-                    "candidate forms a true edge (the hierarchy is too small or the candidate mask too narrow)"
+                    f"could not draw a negative {end} for the positive with fixed node {f}: every candidate "
+                    "forms a true edge (the hierarchy is too small or the candidate mask too narrow)"
                 )
-            if level is not None and rounds <= self.max_rounds // 2:
-                new = pool.draw_levels(level[bad], gen)
-            else:  # a level with no valid candidate: fall back to any node
-                new = pool.draw_uniform((int(bad.sum()),), gen, dev)
-            cand = cand.masked_scatter(bad, new)
-            bad = bad_of(cand)
-        return cand
+            pick = torch.randint(valid.size, (int(sel.sum()),), generator=gen, device=cand.device)
+            new[sel] = torch.as_tensor(valid, device=cand.device)[pick]
+        return cand.masked_scatter(bad, new)
 
     def _pairs(self, pos: torch.Tensor, k: int, side: int, gen) -> torch.Tensor:
         u, v = pos[:, 0], pos[:, 1]
@@ -200,6 +238,12 @@ class NegativeSampler:
                 elif bool(rows.any()):
                     out[rows, slots] = self._pairs(positives[rows], k, s, generator)
         return out
+
+
+def degree_weights(pairs: np.ndarray, n: int, power: float = 0.75) -> np.ndarray:
+    """``(n,)`` weights ``count ** power`` with ``count`` a node's occurrences in ``pairs`` (at least 1)."""
+    counts = np.bincount(np.asarray(pairs, np.int64).ravel(), minlength=n).astype(np.float64)
+    return np.maximum(counts, 1.0) ** power
 
 
 def sample_negatives(

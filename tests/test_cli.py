@@ -36,3 +36,10 @@ def test_console_script_runs(data_root):
     r = subprocess.run([sys.executable, "-m", "conehier.cli", "info", "cifar10", "--json"], capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["leaves"] == 10
+
+
+def test_info_hmc(data_root, capsys):
+    assert main(["info", "hmc:cellcycle_FUN", "--json", "--data-dir", str(data_root)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["nodes"] == 500 and out["roots"] == 1  # 499 evaluated nodes + "root"
+    assert out["samples"] == {"train": 1628, "valid": 848, "test": 1281}

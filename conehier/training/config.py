@@ -1,0 +1,107 @@
+"""Small config objects, one per stage of the embedding pipeline."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+
+class _Config:
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict | None):
+        if d is None:
+            return cls()
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} option(s): {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+
+@dataclass
+class ModelConfig(_Config):
+    """What is embedded and how it is scored (see :class:`EmbeddingModel`)."""
+
+    geometry: str = "hyperbolic-cones"
+    dim: int = 10
+    K: float = 0.1
+    alpha: float = 1000.0
+    squared: bool = False
+    parametrization: str = "ball"
+    dtype: str = "float32"
+
+
+@dataclass
+class TrainConfig(_Config):
+    """How the embedding is trained.
+
+    ``lr`` is per summed-loss unit (the loss sums over pairs, as the thesis's eq.
+    2.3), so the movement per epoch hardly depends on ``batch_size``.
+    ``optimizer``: ``rsgd`` / ``radam`` (geoopt, ball parameters), ``adam`` / ``sgd``.
+    ``burn_in_epochs`` run at ``lr * burn_in_factor``. ``init`` is ``"random"`` or
+    ``"poincare"`` (pre-train Poincaré embeddings with ``init_*`` settings, then scale
+    them by ``init_rescale``).
+    """
+
+    epochs: int = 100
+    batch_size: int = 1024
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    margin: float = 0.01
+    loss_reduction: str = "sum"
+    k_parent: int = 5
+    k_child: int = 5
+    per_level: bool = False
+    neg_power: float = 0.0  # corrupt with nodes drawn ~ degree ** neg_power (0: uniform)
+    burn_in_epochs: int = 0
+    burn_in_factor: float = 0.1
+    schedule: str = "constant"  # after burn-in: "constant", "cosine" or "linear" decay to lr * final_lr_factor
+    final_lr_factor: float = 0.0
+    init: str = "random"
+    init_scale: float = 1e-3
+    init_epochs: int = 100
+    init_lr: float = 0.03
+    init_burn_in_epochs: int = 20
+    init_rescale: float = 0.7
+    init_neg_power: float = 0.75
+    eval_every: int = 10
+    seed: int = 0
+    device: str | None = None
+    threads: int | None = None
+
+
+@dataclass
+class EvalConfig(_Config):
+    """Which protocols run after training."""
+
+    reconstruction: bool | None = None  # None: only when the hierarchy has <= max_reconstruction_nodes
+    reconstruction_positives: str = "basic"
+    max_reconstruction_nodes: int = 5000
+
+
+@dataclass
+class EmbedConfig(_Config):
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    @classmethod
+    def from_dict(cls, d: dict | None):
+        d = d or {}
+        return cls(
+            model=ModelConfig.from_dict(d.get("model")),
+            train=TrainConfig.from_dict(d.get("train")),
+            eval=EvalConfig.from_dict(d.get("eval")),
+        )
+
+
+#: Defaults per geometry that work (tuned on the WordNet mammal closure).
+GEOMETRY_DEFAULTS: dict[str, dict] = {
+    "order": {"optimizer": "adam", "lr": 0.01, "margin": 1.0},
+    "euclidean-cones": {"optimizer": "adam", "lr": 1e-3, "margin": 0.01},
+    "euclidean-cones-cosine": {"optimizer": "adam", "lr": 1e-3, "margin": 0.01},
+    "hyperbolic-cones": {"optimizer": "rsgd", "lr": 3e-4, "margin": 0.01, "init": "poincare"},
+    "poincare": {"optimizer": "rsgd", "lr": 0.03, "burn_in_epochs": 20},
+}

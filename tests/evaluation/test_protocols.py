@@ -1,0 +1,48 @@
+import numpy as np
+import torch
+
+from conehier.data.builtin import toy_tree
+from conehier.evaluation.protocols import link_prediction, reconstruction, threshold_metrics
+
+
+def test_link_prediction_threshold_from_valid():
+    vp, vn = np.array([0.1, 0.2]), np.array([0.5, 0.6, 0.15])
+    tp, tn = np.array([0.1, 0.3]), np.array([0.9, 0.19])
+    r = link_prediction(vp, vn, tp, tn)
+    assert r["threshold"] == 0.2 and np.isclose(r["valid_f1"], 0.8)
+    # test: predicted positive {0.1, 0.19}: tp 1, fp 1, fn 1 -> F1 0.5
+    assert np.isclose(r["test_f1"], 0.5) and np.isclose(r["test_accuracy"], 0.5)
+    m = threshold_metrics(tp, tn, 0.2)
+    assert m["tpr"] == 0.5 and m["tnr"] == 0.5
+
+
+def test_reconstruction_perfect_and_ranks():
+    h = toy_tree(2, 2)
+    anc = torch.as_tensor(h.ancestor_matrix())  # anc[v, u]: u ancestor of v
+    basic = torch.zeros(h.n, h.n, dtype=torch.bool)
+    e = h.transitive_reduction()
+    basic[e[:, 0], e[:, 1]] = True
+
+    def energy(pairs):  # 0 on basic edges, 1 on other ancestors, 2 elsewhere
+        u, v = pairs[..., 0], pairs[..., 1]
+        return torch.where(basic[u, v], 0.0, torch.where(anc[v, u], 1.0, 2.0))
+
+    r = reconstruction(energy, h, positives="basic")
+    assert r["f1"] == 1.0 and r["tpr"] == 1.0 and r["tnr"] == 1.0
+    assert r["mean_rank"] == 1.0 and r["map"] == 1.0
+    assert r["n_positive"] == 6 and r["n_negative"] == 7 * 6 - 6
+    rc = reconstruction(energy, h, positives="closure")
+    assert rc["f1"] == 1.0 and rc["map"] == 1.0 and rc["n_positive"] == 10
+
+
+def test_reconstruction_rank_counts_only_false_candidates():
+    h = toy_tree(1, 3)  # root with 3 leaves
+
+    def energy(pairs):  # rank leaf 1 above the root for child 2
+        u, v = pairs[..., 0], pairs[..., 1]
+        return torch.where((u == 1) & (v == 2), 0.0, torch.where(u == 0, 0.5, 1.0))
+
+    r = reconstruction(energy, h, positives="closure")
+    # child 2: the root (true) has one false candidate (leaf 1) ahead: rank 2, AP 1/2
+    assert np.isclose(r["mean_rank"], (1 + 2 + 1) / 3)
+    assert np.isclose(r["map"], (1 + 0.5 + 1) / 3)

@@ -1,0 +1,43 @@
+import json
+
+import numpy as np
+import pytest
+
+from conehier.pipeline import EmbedResult, embed, make_config
+
+
+def test_embed_toy_tree_learns_and_saves(tmp_path):
+    r = embed("toy:3,3", "order", 2, train_percent=50, epochs=40, batch_size=16, lr=0.05, eval_every=10,
+              progress=False, out=tmp_path / "run")
+    m = r.metrics
+    assert 0 <= m["test_f1"] <= 1 and m["best_epoch"] in (10, 20, 30, 40)
+    assert m["valid_f1"] > 0.3  # well above the 1/11 base rate
+    assert "reconstruction" in m and 0 <= m["reconstruction"]["f1"] <= 1
+    back = EmbedResult.load(tmp_path / "run")
+    assert np.array_equal(back.embeddings, r.embeddings) and back.metrics["test_f1"] == m["test_f1"]
+    assert back.hierarchy.n == 40
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert {"test_f1", "valid_f1", "best_epoch", "wall_seconds", "reconstruction"} <= set(saved)
+    assert (tmp_path / "run" / "checkpoints" / "checkpoint.pt").is_file()
+
+
+def test_embed_is_reproducible():
+    kw = dict(train_percent=50, epochs=5, batch_size=16, eval_every=5, progress=False, parametrization="exp0",
+              optimizer="adam", lr=0.01, init="random")
+    a = embed("toy:2,3", "hyperbolic-cones", 3, **kw)
+    b = embed("toy:2,3", "hyperbolic-cones", 3, **kw)
+    assert np.array_equal(a.embeddings, b.embeddings)
+    assert (np.linalg.norm(a.embeddings, axis=1) < 1).all()
+
+
+def test_make_config_rejects_unknown_options():
+    with pytest.raises(ValueError, match="unknown option 'epoch'"):
+        make_config("order", 2, epoch=3)
+    with pytest.raises(ValueError, match="unknown model"):
+        make_config("cones", 2)
+
+
+def test_poincare_init_for_hyperbolic_cones():
+    r = embed("toy:2,3", "hyperbolic-cones", 2, train_percent=50, epochs=3, init_epochs=3, batch_size=8,
+              eval_every=3, progress=False)
+    assert "init" in r.metrics and r.metrics["epochs"] == 3
