@@ -30,8 +30,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=4096)
     ap.add_argument("--dim", type=int, default=10)
-    ap.add_argument("--parametrization", default="exp0", choices=["ball", "exp0"])
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--optimizer", default="row-adam", choices=["row-adam", "adam", "rsgd", "row-rsgd"])
     ap.add_argument("--device", default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -39,14 +39,16 @@ def main() -> None:
     wn = load_wordnet("noun")
     split = wn.split(25)
     h = wn.hierarchy
-    model = EmbeddingModel(h.n, args.dim, "hyperbolic-cones", parametrization=args.parametrization).to(device)
+    row_wise = args.optimizer.startswith("row-")
+    param = "ball" if args.optimizer in ("rsgd", "row-rsgd") else "exp0"
+    model = EmbeddingModel(h.n, args.dim, "hyperbolic-cones", parametrization=param).to(device)
     model.init_random_(torch.Generator().manual_seed(0))
-    opt = make_optimizer(model, "adam" if args.parametrization == "exp0" else "rsgd", 1e-3)
+    opt = make_optimizer(model, args.optimizer, 1e-3)
     sampler = NegativeSampler(Hierarchy(h.names, split.train), k_parent=5, k_child=5, device=device)
     train = torch.as_tensor(split.train, device=device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     print(f"device {device}, threads {args.threads}, dim {args.dim}, batch {args.batch_size}, "
-          f"{args.parametrization} parametrization, {len(train):,} positives x (1 + 10)")
+          f"{args.optimizer} ({param} parametrization), {len(train):,} positives x (1 + 10)")
     for epoch in range(args.epochs):
         t = {"sample": 0.0, "forward": 0.0, "backward": 0.0, "step": 0.0}
         t0 = time.perf_counter()
@@ -57,17 +59,30 @@ def main() -> None:
         sync()
         t["sample"] = time.perf_counter() - t0
         for s in range(0, len(pairs), args.batch_size):
+            batch = pairs[s:s + args.batch_size]
             a = time.perf_counter()
-            e = model(pairs[s:s + args.batch_size])
+            if row_wise:
+                rows, inverse = torch.unique(batch, return_inverse=True)
+                w = model.weight.detach().index_select(0, rows).requires_grad_()
+                e = model.energy_of_rows(w, inverse)
+            else:
+                e = model(batch)
             loss = max_margin_loss(e[:, 0], e[:, 1:], 0.01)
             sync()
             b = time.perf_counter()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
+            if row_wise:
+                (grad,) = torch.autograd.grad(loss, w)
+            else:
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
             sync()
             c = time.perf_counter()
-            opt.step()
-            model.project_()
+            if row_wise:
+                opt.step(rows, grad)
+                model.project_(rows)
+            else:
+                opt.step()
+                model.project_()
             sync()
             d = time.perf_counter()
             t["forward"] += b - a

@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--batch-size", type=int)
-    p.add_argument("--optimizer", choices=["rsgd", "radam", "adam", "sgd"])
+    p.add_argument("--optimizer", choices=["rsgd", "radam", "adam", "sgd", "row-adam", "row-rsgd"])
     p.add_argument("--init", choices=["random", "poincare"])
     p.add_argument("--parametrization", choices=["ball", "exp0"])
     p.add_argument("--per-level", action="store_true", help="pick-per-level negative sampling")
@@ -127,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_dir(p)
     p.set_defaults(func=cmd_embed)
 
+    from .reporting.plots import add_plot_parser
+
+    add_plot_parser(sub)
     return parser
 
 

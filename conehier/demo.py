@@ -10,16 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 DEMO_SPEC = "toy:4,3"
-DEMO_SETTINGS = dict(
-    train_percent=50,
-    parametrization="exp0",
-    optimizer="adam",
-    lr=0.01,
-    epochs=120,
-    batch_size=32,
-    eval_every=10,
-    init="random",
-)
+DEMO_SETTINGS = dict(train_percent=50, epochs=300, batch_size=16, lr=0.01, eval_every=10)
 
 
 def run_demo(out: str = "conehier-demo", seed: int = 0, epochs: int | None = None) -> int:

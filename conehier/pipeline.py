@@ -103,6 +103,10 @@ def make_config(model: str = "hyperbolic-cones", dim: int = 10, **overrides) -> 
     tfields = set(TrainConfig.__dataclass_fields__)
     train = dict(GEOMETRY_DEFAULTS.get(model, {}))
     mkw = {"geometry": model, "dim": dim}
+    if model in ("hyperbolic-cones", "poincare") and overrides.get("optimizer", train.get("optimizer")) in (
+        "adam", "row-adam", "sgd"
+    ):
+        mkw["parametrization"] = "exp0"  # Adam needs Euclidean parameters
     for k, v in overrides.items():
         if v is None:
             continue

@@ -38,6 +38,7 @@ def test_make_config_rejects_unknown_options():
 
 
 def test_poincare_init_for_hyperbolic_cones():
-    r = embed("toy:2,3", "hyperbolic-cones", 2, train_percent=50, epochs=3, init_epochs=3, batch_size=8,
+    r = embed("toy:2,3", "hyperbolic-cones", 2, train_percent=50, epochs=3, init="poincare", optimizer="rsgd",
+              init_epochs=3, batch_size=8,
               eval_every=3, progress=False)
     assert "init" in r.metrics and r.metrics["epochs"] == 3

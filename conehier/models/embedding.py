@@ -97,23 +97,28 @@ class EmbeddingModel(nn.Module):
         return 0.0
 
     @torch.no_grad()
-    def project_(self) -> "EmbeddingModel":
-        """Put every point back into its domain (in place)."""
-        w = self.weight
+    def project_(self, rows: torch.Tensor | None = None) -> "EmbeddingModel":
+        """Put every point (or only ``rows``) back into its domain (in place)."""
+        if rows is not None:
+            sub = self.weight[rows]
+            self.weight.index_copy_(0, rows, self._projected(sub))
+            return self
+        self.weight.copy_(self._projected(self.weight))
+        return self
+
+    def _projected(self, w: torch.Tensor) -> torch.Tensor:
         if self.parametrization == "exp0":
             lo = math.atanh(min(self.inner_radius, 1 - 1e-3)) if self.inner_radius else 0.0
             hi = math.atanh(1 - self.boundary_eps)
-            norm = w.norm(dim=-1, keepdim=True).clamp_min(1e-15)
             if lo > 0:
-                w.copy_(project_out_of_inner_ball(w, radius=lo))
-                norm = w.norm(dim=-1, keepdim=True).clamp_min(1e-15)
-            w.copy_(torch.where(norm > hi, w / norm * hi, w))
-            return self
+                w = project_out_of_inner_ball(w, radius=lo)
+            norm = w.norm(dim=-1, keepdim=True).clamp_min(1e-15)
+            return torch.where(norm > hi, w / norm * hi, w)
         if self.inner_radius > 0:
-            w.copy_(project_out_of_inner_ball(w, radius=self.inner_radius))
+            w = project_out_of_inner_ball(w, radius=self.inner_radius)
         if self.parametrization == "ball":
-            w.copy_(project_to_ball(w, eps=self.boundary_eps))
-        return self
+            w = project_to_ball(w, eps=self.boundary_eps)
+        return w
 
     @torch.no_grad()
     def init_random_(self, generator: torch.Generator | None = None, scale: float = 1e-3) -> "EmbeddingModel":
@@ -151,11 +156,23 @@ class EmbeddingModel(nn.Module):
     # ------------------------------------------------------------- scoring
     def points(self, idx: torch.Tensor | None = None) -> torch.Tensor:
         """The embedded points (in the ball for ball geometries), all or ``idx`` rows."""
-        w = self.weight if idx is None else self.weight[idx]
+        return self.map_rows(self.weight if idx is None else self.weight[idx])
+
+    def map_rows(self, w: torch.Tensor) -> torch.Tensor:
+        """Parameters -> points: ``exp_0`` for the exp0 parametrization, else the identity."""
         if self.parametrization == "exp0":
             norm = w.norm(dim=-1, keepdim=True).clamp_min(1e-15)
             return torch.tanh(norm) * w / norm
         return w
+
+    def energy_of_rows(self, rows_weight: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
+        """Training energy when the batch's distinct rows were gathered once.
+
+        ``rows_weight`` (U, d) parameters of the distinct nodes, ``inverse`` (..., 2)
+        positions into them (``torch.unique(pairs, return_inverse=True)``) -> (...).
+        """
+        pts = self.map_rows(rows_weight)[inverse]
+        return self.pair_energy(pts[..., 0, :], pts[..., 1, :])
 
     def pair_energy(self, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Energy of points ``u`` (general) and ``v`` (specific): ``(..., d) -> (...)``."""

@@ -24,6 +24,7 @@ from ..losses.margin import distance_softmax_loss, max_margin_loss
 from ..models.embedding import EmbeddingModel
 from ..sampling import NegativeSampler
 from .config import TrainConfig
+from .row_optim import RowAdam, RowOptimizer, RowRSGD
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -36,8 +37,13 @@ def resolve_device(device: str | None = None) -> torch.device:
 
 
 def make_optimizer(model: EmbeddingModel, name: str, lr: float) -> torch.optim.Optimizer:
-    """``rsgd`` / ``radam`` (geoopt; Riemannian for ball parameters), ``adam``, ``sgd``."""
+    """``rsgd`` / ``radam`` (geoopt; Riemannian for ball parameters), ``adam``, ``sgd`` (dense), and the
+    row-sparse ``row-adam`` (lazy Adam) / ``row-rsgd`` that update only the rows a batch touches."""
     params = list(model.parameters())
+    if name == "row-rsgd":
+        if model.parametrization == "exp0":
+            raise ValueError("row-rsgd moves points on the ball: use parametrization='ball' (or row-adam for exp0)")
+        return RowOptimizer(RowRSGD(model.weight, lr=lr, ball=model.parametrization == "ball"))
     if name == "rsgd":
         return geoopt.optim.RiemannianSGD(params, lr=lr)
     if name == "radam":
@@ -49,6 +55,8 @@ def make_optimizer(model: EmbeddingModel, name: str, lr: float) -> torch.optim.O
         )
     if name == "adam":
         return torch.optim.Adam(params, lr=lr)
+    if name == "row-adam":
+        return RowOptimizer(RowAdam(model.weight, lr=lr))
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr)
     raise ValueError(f"unknown optimizer {name!r}; choose rsgd, radam, adam or sgd")
@@ -162,16 +170,28 @@ class EmbeddingTrainer:
         pairs = torch.cat([pos[:, None, :], neg], dim=1)  # (E, 1 + k, 2)
         total = torch.zeros((), dtype=torch.float64, device=self.device)
         poincare = model.geometry == "poincare"
+        row_wise = isinstance(self.optimizer, RowOptimizer)
         for s in range(0, len(pairs), c.batch_size):
-            e = model(pairs[s:s + c.batch_size])
+            batch = pairs[s:s + c.batch_size]
+            if row_wise:  # gather the distinct rows once; update only them
+                rows, inverse = torch.unique(batch, return_inverse=True)
+                w = model.weight.detach().index_select(0, rows).requires_grad_()
+                e = model.energy_of_rows(w, inverse)
+            else:
+                e = model(batch)
             if poincare:
                 loss = distance_softmax_loss(e[:, 0], e[:, 1:], reduction=c.loss_reduction)
             else:
                 loss = max_margin_loss(e[:, 0], e[:, 1:], c.margin, reduction=c.loss_reduction)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            model.project_()
+            if row_wise:
+                (grad,) = torch.autograd.grad(loss, w)
+                self.optimizer.step(rows, grad)
+                model.project_(rows)
+            else:
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+                model.project_()
             total += loss.detach()
         value = float(total)
         if not math.isfinite(value):

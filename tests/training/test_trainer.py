@@ -12,10 +12,11 @@ from conehier.training.trainer import EmbeddingTrainer, make_optimizer
 
 
 def _setup(tmp_path=None, epochs=6, geometry="hyperbolic-cones", optimizer="rsgd", lr=0.01):
+    param = "exp0" if optimizer in ("adam", "row-adam") and geometry == "hyperbolic-cones" else "ball"
     h = toy_tree(3, 3)
     split = split_edges(h, train_percent=50, seed=0)
     cfg = TrainConfig(epochs=epochs, batch_size=16, lr=lr, optimizer=optimizer, eval_every=2, seed=3)
-    model = EmbeddingModel(h.n, 3, geometry).init_random_(torch.Generator().manual_seed(0))
+    model = EmbeddingModel(h.n, 3, geometry, parametrization=param).init_random_(torch.Generator().manual_seed(0))
     sampler = NegativeSampler(h, k_parent=2, k_child=2)
     tr = EmbeddingTrainer(model, split.train, sampler, cfg, evaluate=lambda m: link_eval(m, split),
                           checkpoint_dir=tmp_path, progress=False)
@@ -32,13 +33,14 @@ def test_training_lowers_the_loss_and_keeps_best_epoch():
     assert state.best["metrics"]["valid_f1"] == best_f1
 
 
-def test_resume_gives_the_same_result(tmp_path):
-    full = _setup(tmp_path / "a", epochs=6)
+@pytest.mark.parametrize("optimizer", ["rsgd", "row-adam", "row-rsgd"])
+def test_resume_gives_the_same_result(tmp_path, optimizer):
+    full = _setup(tmp_path / "a", epochs=6, optimizer=optimizer)
     full.fit()
-    part = _setup(tmp_path / "b", epochs=6)
+    part = _setup(tmp_path / "b", epochs=6, optimizer=optimizer)
     part.config.epochs = 4  # "interrupted" after epoch 4 (a checkpoint is written at every evaluation)
     part.fit()
-    resumed = _setup(tmp_path / "b", epochs=6)
+    resumed = _setup(tmp_path / "b", epochs=6, optimizer=optimizer)
     resumed.fit(resume=True)
     assert resumed.state.epoch == 6 and len(resumed.state.history) == 6
     assert torch.equal(resumed.model.weight, full.model.weight)
