@@ -128,8 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_embed)
 
     from .reporting.plots import add_plot_parser
+    from .reproduce_cli import add_reproduce_parsers
 
     add_plot_parser(sub)
+    add_reproduce_parsers(sub)
     return parser
 
 

@@ -271,7 +271,7 @@ def embed(
     if ev.reconstruction or (ev.reconstruction is None and h.n <= ev.max_reconstruction_nodes):
         metrics["reconstruction"] = reconstruction(
             m.is_a_energy, h, positives=ev.reconstruction_positives, max_nodes=max(h.n, ev.max_reconstruction_nodes),
-            device=device,
+            chunk_pairs=max(4096, (1 << 24) // cfg.model.dim), device=device,
         )
     metrics["train_sizes"] = split.sizes()
     metrics["device"] = str(device)

@@ -91,7 +91,7 @@ def reconstruction(
     hierarchy: Hierarchy,
     *,
     positives: str = "basic",
-    chunk_nodes: int = 512,
+    chunk_pairs: int = 1 << 18,
     max_nodes: int = 20_000,
     device=None,
 ) -> dict:
@@ -103,9 +103,10 @@ def reconstruction(
     F1-maximising threshold, plus ``mean_rank`` (of each true ancestor among the
     candidates that are not true, 1 = best) and ``map`` (mean over nodes of the
     average precision of ranking their true ancestors first). Energies are computed
-    ``chunk_nodes`` child columns at a time.
+    about ``chunk_pairs`` pairs at a time (whole child columns); lower it for large dims.
     """
     n = hierarchy.n
+    chunk_nodes = max(1, chunk_pairs // n)
     if n > max_nodes:
         raise ValueError(f"reconstruction of {n} nodes scores {n * n:,} pairs; pass max_nodes={n} to run it anyway")
     if positives == "basic":
