@@ -113,22 +113,3 @@ def add_reproduce_parsers(subparsers) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--keep-checkpoints", action="store_true", help="keep the training checkpoints of finished cells")
     p.set_defaults(func=cmd_reproduce)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="conehier", description="Reproduce published tables.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_reproduce_parsers(sub)
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except (ValueError, FileNotFoundError, LookupError) as exc:
-        print(f"conehier {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from conehier.experiments import runner
-from conehier.reproduce_cli import main
+from conehier.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -60,8 +60,12 @@ Two vectorised implementations (:func:`max_constraint`):
   ``scatter_reduce(amax)`` (O(N nnz); for a FunCat tree ``nnz`` is about 4 C).
   ``"auto"`` (the default) picks it whenever ``nnz < C^2 / 4``.
 
-Both give the same values; at exact ties the gradient is shared equally among
-the tied entries (C-HMCNN's ``torch.max`` gives it to one of them).
+Both give the same values. At exact ties the sparse path gives the gradient to
+one of the tied entries (as C-HMCNN's ``torch.max`` does; its backward is one
+``scatter_add`` of ``(N, C)``), the dense path shares it among them.
+The pair mask of the training output depends on the labels only
+(:meth:`MaxConstraint.pair_mask`), so a trainer can compute it once per
+training set.
 
 Re-weighting and re-sampling
 ----------------------------
@@ -202,12 +206,49 @@ def _mcm_dense(x: Tensor, mask: Tensor, keep_fn=None) -> Tensor:
     return torch.cat(parts, 0) if parts else x.new_zeros((0, c))
 
 
+class _PairMax(torch.autograd.Function):
+    """``out[n, j] = max over pairs p with rows[p] = j (and keep[n, p]) of x[n, cols[p]]``.
+
+    Forward: one gather and one ``scatter_reduce(amax)`` over the pairs, plus the
+    position of each maximum (the highest column among exact ties). Backward:
+    the gradient goes to that position only (as ``torch.max`` over a dimension
+    does), one ``scatter_add`` of ``(N, C)`` -- much cheaper than autograd through
+    ``scatter_reduce`` and the gather, whose backward passes touch all pairs.
+    """
+
+    @staticmethod
+    def forward(ctx, x, rows, cols, keep):
+        n, c = x.shape
+        g = x.index_select(1, cols)
+        if keep is not None:
+            g.masked_fill_(~keep, float("-inf"))
+        r = rows.expand(n, -1)
+        out = x.new_full((n, c), float("-inf")).scatter_reduce_(1, r, g, "amax", include_self=False)
+        hit = g == out.index_select(1, rows)
+        cand = torch.where(hit, cols.expand(n, -1), -1)
+        arg = torch.full((n, c), -1, dtype=torch.long, device=x.device).scatter_reduce_(
+            1, r, cand, "amax", include_self=True)
+        # NaN inputs match nothing: send their gradient to the node itself
+        arg = torch.where(arg >= 0, arg, torch.arange(c, device=x.device))
+        ctx.save_for_backward(arg)
+        ctx.mark_non_differentiable(arg)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (arg,) = ctx.saved_tensors
+        grad = torch.zeros_like(grad_out).scatter_add_(1, arg, grad_out)
+        return grad, None, None, None
+
+
 def _mcm_sparse(x: Tensor, rows: Tensor, cols: Tensor, keep: Tensor | None = None) -> Tensor:
+    if x.requires_grad and torch.is_grad_enabled():
+        return _PairMax.apply(x, rows, cols, keep)
     g = x.index_select(1, cols)
     if keep is not None:
         g = g.masked_fill(~keep, float("-inf"))
     out = x.new_full(x.shape, float("-inf"))
-    return out.scatter_reduce(1, rows.expand(x.shape[0], -1), g, "amax", include_self=False)
+    return out.scatter_reduce_(1, rows.expand(x.shape[0], -1), g, "amax", include_self=False)
 
 
 def max_constraint(x: Tensor, desc_mask: Tensor) -> Tensor:
@@ -294,20 +335,42 @@ class MaxConstraint(nn.Module):
             return _mcm_dense(flat, self.mask).reshape(shape)
         return _mcm_sparse(flat, self.rows, self.cols).reshape(shape)
 
-    def training_output(self, x: Tensor, targets: Tensor) -> Tensor:
-        """``(1 - y) MCM(x) + y MCM(y x)`` in the form valid for logits (module docs)."""
+    def pair_mask(self, targets: Tensor) -> Tensor:
+        """``(N, nnz)`` bool: which (node, descendant) pairs enter the training output's max.
+
+        A pair (j, k) is dropped when ``y_j = 1`` and ``y_k = 0``. Depends on the
+        labels only, so a trainer can compute it once per training set and pass it
+        to :meth:`training_output` (``pairs=``) with each batch.
+        """
+        y = torch.as_tensor(targets)
+        y = y > 0.5 if y.dtype != torch.bool else y
+        y = y.to(self.cols.device)
+        return y.index_select(1, self.cols) | ~y.index_select(1, self.rows)
+
+    def training_output(self, x: Tensor, targets: Tensor, *, pairs: Tensor | None = None) -> Tensor:
+        """``(1 - y) MCM(x) + y MCM(y x)`` in the form valid for logits (module docs).
+
+        ``pairs``: the batch's :meth:`pair_mask`, if precomputed (sparse method).
+        """
         self._check(x)
         y = torch.as_tensor(targets, device=x.device)
         if y.shape != x.shape[-2:]:
             raise ValueError(f"targets shape {tuple(y.shape)} != (N, C) of values {tuple(x.shape)}")
-        y = y > 0.5 if y.dtype != torch.bool else y
         flat, shape = _flat(x)
-        if flat.shape[0] != y.shape[0]:
-            y = y.expand(x.shape).reshape(-1, self.n_nodes)
+        reps = flat.shape[0] // y.shape[0]  # an ensemble (H, N, C): the same labels for every head
+        if self.method == "dense" or pairs is None:
+            y = y > 0.5 if y.dtype != torch.bool else y
+            if reps > 1:
+                y = y.repeat(reps, 1)
         if self.method == "dense":
             return _mcm_dense(flat, self.mask, lambda a, b: ~y[a:b, :, None] | y[a:b, None, :]).reshape(shape)
-        keep = y.index_select(1, self.cols) | ~y.index_select(1, self.rows)
-        return _mcm_sparse(flat, self.rows, self.cols, keep).reshape(shape)
+        if pairs is None:
+            pairs = y.index_select(1, self.cols) | ~y.index_select(1, self.rows)
+        elif reps > 1:
+            pairs = pairs.repeat(reps, 1)
+        if pairs.shape != (flat.shape[0], self.nnz):
+            raise ValueError(f"pairs must have shape (N, {self.nnz}), got {tuple(pairs.shape)}")
+        return _mcm_sparse(flat, self.rows, self.cols, pairs).reshape(shape)
 
 
 # --------------------------------------------------------------------------
@@ -454,8 +517,8 @@ class MaxConstraintHead(_SigmoidHead):
     def _constrain(self, z: Tensor) -> Tensor:
         return self.mcm(z)
 
-    def training_logits(self, z: Tensor, targets: Tensor) -> Tensor:
-        return self.mcm.training_output(z, targets)
+    def training_logits(self, z: Tensor, targets: Tensor, *, pairs: Tensor | None = None) -> Tensor:
+        return self.mcm.training_output(z, targets, pairs=pairs)
 
 
 # --------------------------------------------------------------------------

@@ -98,6 +98,8 @@ __all__ = [
 HMC_MODELS: tuple[str, ...] = tuple(HEADS)
 HMC_LOSSES: tuple[str, ...] = ("bce", "champ-hard", "champ-soft", "sigmoidf1", "rare-node", "focal", "asl", "nll")
 _WEIGHTINGS = {None: None, "none": None, "inverse": 1.0, "sqrt": 0.5}
+#: Largest (N x pairs) bool mask :class:`HMCLoss` precomputes for a max-constraint head.
+PAIR_MASK_BYTES = 1 << 29
 
 #: C-HMCNN's per-data-set settings (``main.py`` of github.com/EGiunchiglia/C-HMCNN):
 #: hidden width, number of epochs (trained on train + valid) and learning rate.
@@ -262,6 +264,7 @@ class HMCResult:
     seconds_per_epoch: float
     samples_per_second: float
     wall_seconds: float
+    cpu_seconds_per_epoch: float = float("nan")
     history: list = field(default_factory=list)
     test_scores: np.ndarray | None = field(default=None, repr=False)
     model: nn.Module | None = field(default=None, repr=False)
@@ -324,6 +327,7 @@ class HMCLoss:
         self.device = device = torch.device(device)
         self.config, self.head = config, model.head
         self.name = config.loss
+        self._extras: list[str] = []  # names of the tensors prepare() returned, in order
         opts = dict(config.loss_options or {})
         power = _WEIGHTINGS[config.class_weight]
         self.softmax = self.head.kind == "softmax"
@@ -357,9 +361,26 @@ class HMCLoss:
             self.mod = RareNodeLoss.from_labels(y_tr, **opts).to(device)
 
     def prepare(self, Y: np.ndarray) -> list[Tensor]:
-        """Per-sample tensors for the ``(N, C)`` labels of a training set (CHAMP: ``(N, C_eval)`` weights)."""
-        if self.softmax or self.name not in ("champ-hard", "champ-soft"):
+        """Per-sample tensors for the ``(N, C)`` labels of a training set, sliced with each batch.
+
+        For a max-constraint head the ``(N, nnz)`` pair mask of its training output
+        (when it takes at most ``PAIR_MASK_BYTES``); for CHAMP the ``(N, C_eval)``
+        weights ``1 + s`` of the negative terms.
+        """
+        self._extras = []
+        if self.softmax:
             return []
+        out = []
+        mcm = getattr(self.head, "mcm", None)
+        if mcm is not None and mcm.method == "sparse" and len(Y) * mcm.nnz <= PAIR_MASK_BYTES:
+            out.append(mcm.pair_mask(torch.as_tensor(np.asarray(Y) != 0)).to(self.device))
+            self._extras.append("pairs")
+        if self.name in ("champ-hard", "champ-soft"):
+            out.append(self._champ_weights(Y))
+            self._extras.append("champ")
+        return out
+
+    def _champ_weights(self, Y: np.ndarray) -> Tensor:
         from ..losses.multilabel import champ_severity
 
         ye = torch.as_tensor(np.asarray(Y)[:, self.eval_mask], dtype=torch.float32)
@@ -369,13 +390,13 @@ class HMCLoss:
             for s in range(0, ye.shape[0], 4096)
         ]) if ye.shape[0] else ye
         w = 1.0 + sev * (1.0 - ye)
-        return [w.to(self.device)]
+        return w.to(self.device)
 
     def _elementwise(self, z: Tensor, y: Tensor, extras) -> Tensor:
         if self.name == "bce":
             return F.binary_cross_entropy_with_logits(z, y, pos_weight=self.cw, **self.opts)
         if self.name in ("champ-hard", "champ-soft"):
-            w = extras[0]
+            w = extras["champ"] if "champ" in extras else self._champ_weights_for(y)
             if self.cw is not None:
                 w = w * torch.where(y > 0.5, self.cw, torch.ones_like(self.cw))
             return F.binary_cross_entropy_with_logits(z, y, weight=w)
@@ -386,10 +407,23 @@ class HMCLoss:
             loss = loss * torch.where(y > 0.5, self.cw, torch.ones_like(self.cw))
         return loss.mean()
 
+    def _champ_weights_for(self, y: Tensor) -> Tensor:
+        """CHAMP weights of a batch whose weights were not prepared (``y`` on the evaluated columns)."""
+        from ..losses.multilabel import champ_severity
+
+        sev = champ_severity(y, torch.as_tensor(self.dist, dtype=y.dtype, device=y.device),
+                             soft=self.name == "champ-soft", **self.opts)
+        return 1.0 + sev * (1.0 - y)
+
     def __call__(self, z: Tensor, y: Tensor, *extras: Tensor) -> Tensor:
         if self.softmax:
             return self.head.loss(z, y, class_weight=self.cw)
-        t = self.head.training_logits(z, y)[..., self.sel]
+        named = dict(zip(self._extras, extras)) if extras else {}
+        if "pairs" in named:
+            t = self.head.training_logits(z, y, pairs=named["pairs"])[..., self.sel]
+        else:
+            t = self.head.training_logits(z, y)[..., self.sel]
+        extras = named
         ye = y[:, self.sel]
         if self.name == "rare-node":
             return self.mod(t, ye)
@@ -520,13 +554,16 @@ class HMCTrainer:
 
     def _train(self, model, opt, loss_fn, X: Tensor, Y: Tensor, epochs: int, gen: torch.Generator,
                draw_w: Tensor | None, on_epoch: Callable[[int, float], bool] | None = None):
-        """Run up to ``epochs`` epochs; ``on_epoch(epoch, mean_loss) -> stop?``. Returns (epochs run, train seconds)."""
+        """Run up to ``epochs`` epochs; ``on_epoch(epoch, mean_loss) -> stop?``.
+
+        Returns (epochs run, wall seconds, CPU seconds) of the training loops (evaluation excluded).
+        """
         n, bs = X.shape[0], self.config.batch_size
         extras = loss_fn.prepare(Y.cpu().numpy()) if hasattr(loss_fn, "prepare") else []
-        seconds, done = 0.0, 0
+        seconds, cpu, done = 0.0, 0.0, 0
         for epoch in range(1, epochs + 1):
             model.train()
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             if draw_w is None:
                 perm = torch.randperm(n, generator=gen)
             else:
@@ -543,12 +580,13 @@ class HMCTrainer:
                 total += loss.detach()
             mean_loss = float(total) / math.ceil(n / bs)
             seconds += time.perf_counter() - t0
+            cpu += time.process_time() - c0
             done = epoch
             if not math.isfinite(mean_loss):
                 raise FloatingPointError(f"training loss became {mean_loss} at epoch {epoch}")
             if on_epoch is not None and on_epoch(epoch, mean_loss):
                 break
-        return done, seconds
+        return done, seconds, cpu
 
     # ---------------------------------------------------------------- fit
     def fit(self, dataset) -> HMCResult:
@@ -587,7 +625,7 @@ class HMCTrainer:
         history: list[dict] = []
         thresholds, threshold_source = (cfg.threshold, f"fixed {cfg.threshold:g}") if not isinstance(
             cfg.threshold, str) else (0.5, "0.5 (no held-out validation scores)")
-        best_epoch, sel_seconds = 0, 0.0
+        best_epoch, sel_seconds, sel_cpu = 0, 0.0, 0.0
 
         def draw_weights(Y_np):
             power = _WEIGHTINGS[cfg.sampling]
@@ -626,7 +664,7 @@ class HMCTrainer:
                     history.append(row)
                     return best["since"] >= cfg.patience
 
-                _, sel_seconds = self._train(model, opt, loss_fn, X, Y, cfg.max_epochs, gen,
+                _, sel_seconds, sel_cpu = self._train(model, opt, loss_fn, X, Y, cfg.max_epochs, gen,
                                              draw_weights(ds.Y_train), on_epoch)
                 best_epoch = best["epoch"]
                 model.load_state_dict(best["state"])
@@ -642,6 +680,7 @@ class HMCTrainer:
             final_model, seconds, n_final = model, sel_seconds, len(ds.X_train)
             epochs_trained = len(history)
             sec_per_epoch = sel_seconds / max(1, epochs_trained)
+            cpu_per_epoch = sel_cpu / max(1, epochs_trained)
         else:
             with _seeded(cfg.seed, device):
                 final_model, opt = self._new_model(ds, device)
@@ -657,10 +696,11 @@ class HMCTrainer:
                         self._say(f"[{final_name}] epoch {epoch:4d}/{n_final_epochs}  loss {mean_loss:.5f}")
                     return False
 
-                epochs_trained, seconds = self._train(final_model, opt, loss_fn, X, Y, n_final_epochs, gen,
+                epochs_trained, seconds, cpu = self._train(final_model, opt, loss_fn, X, Y, n_final_epochs, gen,
                                                       draw_weights(final_y), log_epoch)
             n_final = X.shape[0]
             sec_per_epoch = seconds / max(1, epochs_trained)
+            cpu_per_epoch = cpu / max(1, epochs_trained)
             if not select and not cfg.retrain and has_valid and isinstance(cfg.threshold, str):
                 thresholds, threshold_source = tuned(final_model)
 
@@ -678,6 +718,7 @@ class HMCTrainer:
             seconds_per_epoch=sec_per_epoch,
             samples_per_second=n_final / sec_per_epoch if sec_per_epoch > 0 else float("nan"),
             wall_seconds=0.0,
+            cpu_seconds_per_epoch=cpu_per_epoch,
             history=history,
             test_scores=test_scores,
             model=final_model,
@@ -717,6 +758,7 @@ def summarize(results: Sequence[HMCResult]) -> dict:
         "best_epochs": [r.best_epoch for r in results],
         "seconds_per_epoch": float(np.mean([r.seconds_per_epoch for r in results])),
         "samples_per_second": float(np.mean([r.samples_per_second for r in results])),
+        "cpu_seconds_per_epoch": float(np.mean([r.cpu_seconds_per_epoch for r in results])),
         "threshold_source": results[0].threshold_source,
         "final_train": results[0].final_train,
         "wall_seconds": float(sum(r.wall_seconds for r in results)),
