@@ -103,7 +103,7 @@ def make_config(model: str = "hyperbolic-cones", dim: int = 10, **overrides) -> 
     tfields = set(TrainConfig.__dataclass_fields__)
     train = dict(GEOMETRY_DEFAULTS.get(model, {}))
     mkw = {"geometry": model, "dim": dim}
-    if model in ("hyperbolic-cones", "poincare") and overrides.get("optimizer", train.get("optimizer")) in (
+    if model in ("hyperbolic-cones", "poincare") and (overrides.get("optimizer") or train.get("optimizer")) in (
         "adam", "row-adam", "sgd"
     ):
         mkw["parametrization"] = "exp0"  # Adam needs Euclidean parameters

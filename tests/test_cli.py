@@ -43,3 +43,11 @@ def test_info_hmc(data_root, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["nodes"] == 500 and out["roots"] == 1  # 499 evaluated nodes + "root"
     assert out["samples"] == {"train": 1628, "valid": 848, "test": 1281}
+
+
+def test_embed_command_with_defaults(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["embed", "--hierarchy", "toy:2,3", "--model", "hyperbolic-cones", "--dim", "2", "--train-percent", "50",
+                 "--epochs", "3", "--no-progress", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "test F1" in text and (out / "metrics.json").is_file() and (out / "embedding.png").is_file()
