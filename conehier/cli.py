@@ -127,11 +127,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_dir(p)
     p.set_defaults(func=cmd_embed)
 
+    from .hmc_cli import add_hmc_parser
     from .reporting.plots import add_plot_parser
     from .reproduce_cli import add_reproduce_parsers
 
     add_plot_parser(sub)
     add_reproduce_parsers(sub)
+    add_hmc_parser(sub)
     return parser
 
 

@@ -79,8 +79,7 @@ rarest label) and :func:`make_sampler` a ``WeightedRandomSampler`` for a
 
 from __future__ import annotations
 
-import math
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 import torch

@@ -66,6 +66,8 @@ class TrainConfig(_Config):
     init_burn_in_epochs: int = 20
     init_rescale: float = 0.7
     init_neg_power: float = 0.75
+    init_optimizer: str = "rsgd"  # "row-rsgd" updates only the rows a batch touches (faster on large tables)
+    init_batch_size: int | None = None  # default: batch_size
     eval_every: int = 10
     seed: int = 0
     device: str | None = None

@@ -73,7 +73,7 @@ from ..evaluation.functional import (
     precision_recall_f1,
     rare_node_recall,
 )
-from ..losses.multilabel import AsymmetricLoss, CHAMPLoss, FocalLoss, RareNodeLoss, SigmoidF1Loss
+from ..losses.multilabel import AsymmetricLoss, FocalLoss, RareNodeLoss, SigmoidF1Loss
 from ..models.heads import HEADS, MLP, HMCModel, build_head, inverse_frequency_weights, sample_weights
 
 __all__ = [
@@ -612,7 +612,6 @@ class HMCTrainer:
             return X, Y
 
         train_part = (ds.X_train, ds.Y_train)
-        valid_part = (ds.X_valid, ds.Y_valid) if has_valid else None
         if cfg.retrain:  # final training set: everything but test
             final_parts = [(full.X_train, full.Y_train)]
             if full.X_valid is not None:
@@ -665,7 +664,7 @@ class HMCTrainer:
                     return best["since"] >= cfg.patience
 
                 _, sel_seconds, sel_cpu = self._train(model, opt, loss_fn, X, Y, cfg.max_epochs, gen,
-                                             draw_weights(ds.Y_train), on_epoch)
+                                                      draw_weights(ds.Y_train), on_epoch)
                 best_epoch = best["epoch"]
                 model.load_state_dict(best["state"])
                 if isinstance(cfg.threshold, str):
@@ -677,7 +676,7 @@ class HMCTrainer:
 
         # ---- phase B: the final model
         if select and not cfg.retrain:
-            final_model, seconds, n_final = model, sel_seconds, len(ds.X_train)
+            final_model, n_final = model, len(ds.X_train)
             epochs_trained = len(history)
             sec_per_epoch = sel_seconds / max(1, epochs_trained)
             cpu_per_epoch = sel_cpu / max(1, epochs_trained)
@@ -687,7 +686,7 @@ class HMCTrainer:
                 final_y = np.concatenate([p[1] for p in final_parts])
                 loss_fn = make_loss(cfg, final_model, ds.hierarchy, ds.eval_mask, final_y, device)
                 X, Y = tensors(*final_parts)
-                gen = torch.Generator().manual_seed(cfg.seed + 1_000_003 if select else cfg.seed)
+                gen = torch.Generator().manual_seed(cfg.seed)
 
                 def log_epoch(epoch, mean_loss):
                     if not select:
@@ -697,7 +696,7 @@ class HMCTrainer:
                     return False
 
                 epochs_trained, seconds, cpu = self._train(final_model, opt, loss_fn, X, Y, n_final_epochs, gen,
-                                                      draw_weights(final_y), log_epoch)
+                                                           draw_weights(final_y), log_epoch)
             n_final = X.shape[0]
             sec_per_epoch = seconds / max(1, epochs_trained)
             cpu_per_epoch = cpu / max(1, epochs_trained)

@@ -413,3 +413,26 @@ def test_sample_weights_and_sampler():
     assert isinstance(sampler, torch.utils.data.WeightedRandomSampler)
     counts = np.bincount(list(sampler), minlength=4) / 2000
     assert np.allclose(counts, raw / raw.sum(), atol=0.04)
+
+
+def test_sparse_mcm_gradient_goes_to_one_tied_entry():
+    h = small_tree()  # root -> a -> {b, c}
+    z = torch.tensor([[0.0, 1.0, 2.0, 2.0]], requires_grad=True)  # b and c tie for the max below a
+    out = MaxConstraint(h, method="sparse")(z)
+    assert torch.equal(out.detach(), torch.tensor([[2.0, 2.0, 2.0, 2.0]]))
+    g = torch.autograd.grad(out[0, 1], z)[0]
+    assert g.sum() == 1 and g[0, 2:].sum() == 1 and g[0, :2].sum() == 0
+    gd = torch.autograd.grad(MaxConstraint(h, method="dense")(z)[0, 1], z)[0]
+    assert torch.allclose(gd, torch.tensor([[0.0, 0.0, 0.5, 0.5]]))
+
+
+def test_precomputed_pair_mask_matches():
+    h = toy_tree(2, 3)
+    mcm = MaxConstraint(h, method="sparse")
+    y = torch.as_tensor(random_closed_labels(h, 6))
+    z = torch.randn(2, 6, h.n)
+    pairs = mcm.pair_mask(y)
+    assert pairs.shape == (6, mcm.nnz) and pairs.dtype == torch.bool
+    assert torch.equal(mcm.training_output(z, y, pairs=pairs), mcm.training_output(z, y))
+    with pytest.raises(ValueError, match="pairs"):
+        mcm.training_output(z[0], y, pairs=pairs[:, :3])

@@ -341,3 +341,19 @@ def test_cli_arguments_and_errors(tmp_path):
     a = p.parse_args(["hmc", "--dataset", "cellcycle_FUN", "--model", "per-level", "--loss", "bce", "--out", "x"])
     with pytest.raises(ValueError, match="softmax head"):
         config_from_args(a)
+
+
+def test_prepared_pair_masks_and_champ_weights_change_nothing(toy):
+    cfg = fast(model="mcm-mlp", loss="champ-hard", mcm_method="sparse")
+    model = build_model(cfg, toy.n_features, toy.hierarchy)
+    loss = make_loss(cfg, model, toy.hierarchy, toy.eval_mask, toy.Y_train)
+    z, y = _batch(toy)
+    z.requires_grad_(True)
+    extras = loss.prepare(toy.Y_train[:12])
+    assert len(extras) == 2 and extras[0].dtype == torch.bool  # pair mask, CHAMP weights
+    a = loss(z, y, *extras)
+    b = loss(z, y)  # computed on the fly
+    assert float(a.detach()) == pytest.approx(float(b.detach()), rel=1e-6)
+    ga = torch.autograd.grad(a, z)[0]
+    gb = torch.autograd.grad(loss(z, y), z)[0]
+    assert torch.allclose(ga, gb)
