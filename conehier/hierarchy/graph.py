@@ -382,10 +382,15 @@ class Hierarchy:
             c = (c + sp.identity(self.n, dtype=bool, format="csr")).tocsr()
         return c
 
+    @cached_property
+    def _closure_keys(self) -> np.ndarray:
+        """Sorted ``ancestor * n + descendant`` of every closure edge."""
+        c = self._closure.tocoo()
+        return np.sort(c.row.astype(np.int64) * self.n + c.col)
+
     def closure_edges(self) -> np.ndarray:
         """``(M, 2)`` int64 ``(ancestor, descendant)`` pairs of the transitive closure, sorted."""
-        c = self._closure.tocoo()
-        keys = np.sort(c.row.astype(np.int64) * self.n + c.col)
+        keys = self._closure_keys
         return np.stack([keys // self.n, keys % self.n], axis=1)
 
     @cached_property
@@ -411,11 +416,11 @@ class Hierarchy:
 
     def non_basic_edges(self) -> np.ndarray:
         """``(M - E', 2)`` closure edges that are not basic, sorted."""
-        clo = self.closure_edges()
+        keys = self._closure_keys
         basic = self.transitive_reduction()
-        keys = clo[:, 0] * self.n + clo[:, 1]
         bkeys = basic[:, 0] * self.n + basic[:, 1]
-        return clo[~np.isin(keys, bkeys, assume_unique=True)]
+        keep = keys[~np.isin(keys, bkeys, assume_unique=True)]
+        return np.stack([keep // self.n, keep % self.n], axis=1)
 
     def reduced(self) -> "Hierarchy":
         """The same labels with only the basic edges."""
@@ -424,7 +429,7 @@ class Hierarchy:
     def is_edge_in_closure(self, parents, children) -> np.ndarray:
         """Vectorised membership: ``out[k]`` iff ``parents[k]`` is an ancestor of ``children[k]``."""
         p, c = self._ids(parents).ravel(), self._ids(children).ravel()
-        keys = np.sort(self.closure_edges() @ np.array([self.n, 1]))
+        keys = self._closure_keys
         q = p * self.n + c
         pos = np.minimum(np.searchsorted(keys, q), len(keys) - 1)
         return keys[pos] == q if len(keys) else np.zeros(len(q), bool)
