@@ -60,6 +60,14 @@ def cmd_embed(args) -> int:
         "dtype": args.dtype,
         "threads": args.threads,
     }
+    for item in args.set or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            overrides[key.replace("-", "_")] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key.replace("-", "_")] = value
     result = embed(
         args.hierarchy,
         args.model,
@@ -122,6 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=["float32", "float64"])
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="any other ModelConfig / TrainConfig field, e.g. --set init_epochs=20 --set init_optimizer=row-rsgd")
     p.add_argument("--out", required=True, help="output directory (checkpoints: an interrupted run resumes here)")
     p.add_argument("--no-progress", action="store_true")
     _add_data_dir(p)
