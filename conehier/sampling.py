@@ -21,6 +21,18 @@ import torch
 from .hierarchy.graph import Hierarchy
 
 
+_HASH_MULT = 0x9E3779B97F4A7C15 - (1 << 64)  # Fibonacci hashing constant as a signed int64
+
+
+def _hash(keys, bits: int):
+    """Multiplicative hash of non-negative int64 keys into ``[0, 2**bits)`` (numpy or torch, wrapping)."""
+    if isinstance(keys, np.ndarray):
+        with np.errstate(over="ignore"):
+            h = keys.astype(np.int64) * np.int64(_HASH_MULT)
+        return (h >> np.int64(64 - bits)) & np.int64((1 << bits) - 1)
+    return ((keys * _HASH_MULT) >> (64 - bits)) & ((1 << bits) - 1)
+
+
 class _Pool:
     """Nodes allowed at one end, grouped by level for pick-per-level draws."""
 
@@ -111,6 +123,12 @@ class NegativeSampler:
         if given:  # the hierarchy's closure edges are already sorted and unique
             keys = np.unique(keys)
         self._keys = torch.as_tensor(keys, device=self.device)
+        # a hashed bit table in front of the sorted keys: most queries are answered by one
+        # gather; only its ~2% false positives (and the true hits) need the binary search
+        self._hash_bits = int(min(28, max(16, np.ceil(np.log2(max(len(keys), 1) * 32)))))
+        table = np.zeros(1 << self._hash_bits, bool)
+        table[_hash(keys, self._hash_bits)] = True
+        self._table = torch.as_tensor(table, device=self.device)
         self._keys_np = keys
         self._rkeys_np = np.sort((keys % n) * n + keys // n)  # (child, parent) order
         lv = np.asarray(levels) if (per_level and levels is not None) else None
@@ -136,8 +154,13 @@ class NegativeSampler:
         q = u * self.n + v
         if self._keys.numel() == 0:
             return u == v
-        pos = torch.searchsorted(self._keys, q).clamp_max(self._keys.numel() - 1)
-        return (self._keys[pos] == q) | (u == v)
+        hit = self._table[_hash(q, self._hash_bits)]
+        idx = hit.nonzero(as_tuple=True)
+        if idx[0].numel():
+            qq = q[idx]
+            pos = torch.searchsorted(self._keys, qq).clamp_max(self._keys.numel() - 1)
+            hit = hit.index_put(idx, self._keys[pos] == qq)
+        return hit | (u == v)
 
     def _corrupt(self, fixed: torch.Tensor, k: int, pool: _Pool, side: int, gen) -> torch.Tensor:
         b = fixed.shape[0]

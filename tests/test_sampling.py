@@ -75,3 +75,12 @@ def test_root_positive_corrupts_the_other_end():
     assert not _in_closure(h, flat).any() and (flat[:, 0] != flat[:, 1]).all()
     root_rows = (pos[:, 0] == 0).numpy()
     assert (neg[root_rows, :, 1] == pos[root_rows, None, 1]).all()  # all four corrupt the parent
+
+
+def test_is_positive_is_exact():
+    h = toy_tree(3, 4)
+    s = NegativeSampler(h)
+    u, v = torch.meshgrid(torch.arange(h.n), torch.arange(h.n), indexing="ij")
+    got = s.is_positive(u.reshape(-1), v.reshape(-1)).reshape(h.n, h.n).numpy()
+    want = h.descendant_matrix() | np.eye(h.n, dtype=bool)
+    assert np.array_equal(got, want)
