@@ -88,7 +88,8 @@ def test_thesis_protocols_are_encoded():
     assert (o.train.epochs, o.train.batch_size, o.train.lr, o.train.margin, ec.train.margin) == (200, 10, 0.1, 1.0, 0.01)
     w = load_table("hyperbolic-cones-wordnet")
     h = w.config(w.cell("hyperbolic-cones-5-0"))
-    assert h.train.optimizer == "row-adam" and h.model.parametrization == "exp0" and h.train.batch_size == 2048
+    assert h.train.optimizer == "row-adam" and h.model.parametrization == "exp0" and h.train.batch_size == 512
+    assert (h.train.init, h.train.init_epochs, h.train.init_optimizer) == ("poincare", 30, "row-rsgd")
 
 
 def test_ethec_reconstruction_pair_counts(data_root):
