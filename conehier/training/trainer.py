@@ -174,7 +174,10 @@ class EmbeddingTrainer:
         for s in range(0, len(pairs), c.batch_size):
             batch = pairs[s:s + c.batch_size]
             if row_wise:  # gather the distinct rows once; update only them
-                rows, inverse = torch.unique(batch, return_inverse=True)
+                if batch.numel() >= 2 * model.n:  # a large batch touches (almost) every row: skip the sort
+                    rows, inverse = torch.arange(model.n, device=batch.device), batch
+                else:
+                    rows, inverse = torch.unique(batch, return_inverse=True)
                 w = model.weight.detach().index_select(0, rows).requires_grad_()
                 e = model.energy_of_rows(w, inverse)
             else:
