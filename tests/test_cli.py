@@ -51,3 +51,14 @@ def test_embed_command_with_defaults(tmp_path, capsys):
                  "--epochs", "3", "--no-progress", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "test F1" in text and (out / "metrics.json").is_file() and (out / "embedding.png").is_file()
+
+
+def test_embed_set_overrides(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["embed", "--hierarchy", "toy:2,2", "--model", "order", "--dim", "3", "--train-percent", "50",
+                 "--epochs", "2", "--no-progress", "--set", "k_parent=2", "--set", "schedule=linear", "--out", str(out)]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["train"]["k_parent"] == 2 and cfg["train"]["schedule"] == "linear"
+    assert main(["embed", "--hierarchy", "toy:2,2", "--model", "order", "--dim", "3", "--set", "nonsense=1",
+                 "--out", str(tmp_path / "x")]) == 2
+    assert "unknown option 'nonsense'" in capsys.readouterr().err
