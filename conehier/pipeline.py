@@ -21,7 +21,7 @@ from .hierarchy.graph import Hierarchy
 from .hierarchy.splits import EdgeSplit, split_edges
 from .models.embedding import GEOMETRIES, EmbeddingModel
 from .sampling import NegativeSampler, degree_weights
-from .training.config import GEOMETRY_DEFAULTS, EmbedConfig, ModelConfig, TrainConfig
+from .training.config import GEOMETRY_DEFAULTS, EmbedConfig, EvalConfig, ModelConfig, TrainConfig
 from .training.trainer import EmbeddingTrainer, resolve_device
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -101,6 +101,8 @@ def make_config(model: str = "hyperbolic-cones", dim: int = 10, **overrides) -> 
         raise ValueError(f"unknown model {model!r}; choose one of {GEOMETRIES}")
     mfields = set(ModelConfig.__dataclass_fields__)
     tfields = set(TrainConfig.__dataclass_fields__)
+    efields = set(EvalConfig.__dataclass_fields__)
+    ekw: dict = {}
     train = dict(GEOMETRY_DEFAULTS.get(model, {}))
     mkw = {"geometry": model, "dim": dim}
     if model in ("hyperbolic-cones", "poincare") and (overrides.get("optimizer") or train.get("optimizer")) in (
@@ -114,9 +116,11 @@ def make_config(model: str = "hyperbolic-cones", dim: int = 10, **overrides) -> 
             mkw[k] = v
         elif k in tfields:
             train[k] = v
+        elif k in efields:
+            ekw[k] = v
         else:
-            raise ValueError(f"unknown option {k!r} (not a ModelConfig or TrainConfig field)")
-    return EmbedConfig(model=ModelConfig(**mkw), train=TrainConfig(**train))
+            raise ValueError(f"unknown option {k!r} (not a ModelConfig, TrainConfig or EvalConfig field)")
+    return EmbedConfig(model=ModelConfig(**mkw), train=TrainConfig(**train), eval=EvalConfig(**ekw))
 
 
 def resolve_hierarchy_and_split(
@@ -270,10 +274,12 @@ def embed(
         metrics["init"] = {"best_epoch": init_metrics["epoch"], **init_metrics["metrics"]}
     ev = cfg.eval
     if ev.reconstruction or (ev.reconstruction is None and h.n <= ev.max_reconstruction_nodes):
-        metrics["reconstruction"] = reconstruction(
-            m.is_a_energy, h, positives=ev.reconstruction_positives, max_nodes=max(h.n, ev.max_reconstruction_nodes),
-            chunk_pairs=max(4096, (1 << 24) // cfg.model.dim), device=device,
-        )
+        kinds = ("basic", "closure") if ev.reconstruction_positives == "both" else (ev.reconstruction_positives,)
+        for i, kind in enumerate(kinds):
+            metrics["reconstruction" if i == 0 else f"reconstruction_{kind}"] = reconstruction(
+                m.is_a_energy, h, positives=kind, max_nodes=max(h.n, ev.max_reconstruction_nodes),
+                chunk_pairs=max(4096, (1 << 24) // cfg.model.dim), device=device,
+            )
     metrics["train_sizes"] = split.sizes()
     metrics["device"] = str(device)
     metrics["wall_seconds"] = time.perf_counter() - t0

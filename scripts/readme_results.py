@@ -7,6 +7,7 @@ machine it ran on. Quick smoke runs are left out unless ``--include-quick``.
 
     python scripts/readme_results.py                 # reads results/*/results.json
     python scripts/readme_results.py RESULTS_DIR --heading-level 3 > section.md
+    python scripts/readme_results.py --write README.md   # replace the section between the markers
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ import sys
 from pathlib import Path
 
 from conehier.experiments.report import fmt_seconds, machines, markdown_table
+
+
+START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 
 def load_all(root: Path, include_quick: bool = False) -> list[dict]:
@@ -78,12 +82,24 @@ def main(argv=None) -> int:
     ap.add_argument("root", nargs="?", default="results", help="folder holding NAME/results.json (default: results)")
     ap.add_argument("--include-quick", action="store_true", help="also list quick smoke runs")
     ap.add_argument("--heading-level", type=int, default=2, help="markdown level of the section heading")
+    ap.add_argument("--write", metavar="README", help=f"replace the text between {START} and {END} in this file")
     args = ap.parse_args(argv)
     root = Path(args.root)
     if not root.is_dir():
         print(f"readme_results: no folder {root}", file=sys.stderr)
         return 2
-    sys.stdout.write(section(load_all(root, args.include_quick), args.heading_level))
+    text = section(load_all(root, args.include_quick), args.heading_level)
+    if args.write is None:
+        sys.stdout.write(text)
+        return 0
+    path = Path(args.write)
+    doc = path.read_text(encoding="utf-8")
+    i, j = doc.find(START), doc.find(END)
+    if i < 0 or j < i:
+        print(f"readme_results: {path} has no {START} ... {END} block", file=sys.stderr)
+        return 2
+    path.write_text(doc[: i + len(START)] + "\n" + text.rstrip("\n") + "\n" + doc[j:], encoding="utf-8")
+    print(f"readme_results: wrote the results section of {path}")
     return 0
 
 

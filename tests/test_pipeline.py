@@ -21,6 +21,17 @@ def test_embed_toy_tree_learns_and_saves(tmp_path):
     assert (tmp_path / "run" / "checkpoints" / "checkpoint.pt").is_file()
 
 
+def test_embed_reconstruction_both_protocols():
+    r = embed("toy:3,2", "order", 2, train_percent=50, epochs=10, batch_size=16, lr=0.05, eval_every=10,
+              progress=False, reconstruction=True, reconstruction_positives="both")
+    basic, closure = r.metrics["reconstruction"], r.metrics["reconstruction_closure"]
+    h = r.hierarchy
+    assert basic["positives"] == "basic" and closure["positives"] == "closure"
+    assert basic["n_positive"] == len(h.transitive_reduction()) == 14
+    assert closure["n_positive"] == h.closure().nnz == 2 * 1 + 4 * 2 + 8 * 3  # each node's depth = its ancestors
+    assert basic["n_positive"] + basic["n_negative"] == closure["n_positive"] + closure["n_negative"] == 15 * 14
+
+
 def test_embed_is_reproducible():
     kw = dict(train_percent=50, epochs=5, batch_size=16, eval_every=5, progress=False, parametrization="exp0",
               optimizer="adam", lr=0.01, init="random")

@@ -204,3 +204,11 @@ def test_readme_results_section(capsys, tmp_path):
     assert mod.main([str(root), "--include-quick"]) == 0
     assert "toy (quick smoke run" in capsys.readouterr().out
     assert mod.main([str(tmp_path / "none")]) == 2
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# top\n{mod.START}\nold numbers\n{mod.END}\n## after\n")
+    assert mod.main([str(root), "--write", str(readme)]) == 0
+    text = readme.read_text()
+    assert "old numbers" not in text and "### toy" in text and text.startswith("# top\n")
+    assert text.index(mod.START) < text.index("### toy") < text.index(mod.END) < text.index("## after")
+    (tmp_path / "plain.md").write_text("no markers")
+    assert mod.main([str(root), "--write", str(tmp_path / "plain.md")]) == 2

@@ -181,8 +181,12 @@ class Table:
                 except (ValueError, TypeError) as exc:
                     raise ValueError(f"{where}: cell {c.id!r}{' (quick)' if quick else ''}: {exc}") from None
         ev = EvalConfig.from_dict(self.eval)
-        if ev.reconstruction_positives not in ("basic", "closure"):
-            raise ValueError(f"{where}: eval.reconstruction_positives must be 'basic' or 'closure'")
+        if ev.reconstruction_positives not in ("basic", "closure", "both"):
+            raise ValueError(f"{where}: eval.reconstruction_positives must be 'basic', 'closure' or 'both'")
+        if ev.reconstruction_positives != "both" and any(
+                m.source.startswith("reconstruction_closure.") for m in self.metrics):
+            raise ValueError(f"{where}: a metric reads reconstruction_closure, but eval.reconstruction_positives "
+                             f"is not 'both'")
         if ev.reconstruction is False and any(m.source.startswith("reconstruction.") for m in self.metrics):
             raise ValueError(f"{where}: a metric reads the reconstruction, but eval.reconstruction is false")
 

@@ -79,8 +79,14 @@ class EvalConfig(_Config):
     """Which protocols run after training."""
 
     reconstruction: bool | None = None  # None: only when the hierarchy has <= max_reconstruction_nodes
+    #: "basic", "closure", or "both" (basic under ``reconstruction``, closure under ``reconstruction_closure``)
     reconstruction_positives: str = "basic"
     max_reconstruction_nodes: int = 5000
+
+    def __post_init__(self):
+        if self.reconstruction_positives not in ("basic", "closure", "both"):
+            raise ValueError(f"reconstruction_positives must be 'basic', 'closure' or 'both', "
+                             f"got {self.reconstruction_positives!r}")
 
 
 @dataclass
