@@ -2,7 +2,14 @@
 
     CONEHIER_DATA=../shared/data python benchmarks/hmc_table.py --dataset cellcycle_FUN [--seeds 3]
     python benchmarks/hmc_table.py --table-only            # rebuild the table from saved rows
-    python benchmarks/hmc_table.py --speed                 # step speed vs a C-HMCNN-style loop
+    python benchmarks/hmc_table.py --speed                 # step speed vs a C-HMCNN-style loop, stack vs one model
+    python benchmarks/hmc_table.py --estimate --seeds 3    # measured step cost -> projected row times
+
+A row trains all its configurations x seeds as stacked ensembles
+(:mod:`conehier.training.hmc_stacked`: one network with a leading model axis,
+one Adam; the same numbers as separate runs up to float rounding): one stack
+per group of equal sizes / epochs (``--max-stack`` caps its size), or one run
+after the other with ``--no-stack``.
 
 Configurations (``--configs``, comma-separated keys): ``mlp-bce`` (MLP, BCE),
 ``mcm-bce`` (C-HMCNN: max-constraint MLP, BCE), ``mcm-champ-hard``,
@@ -19,17 +26,22 @@ thresholds tuned on valid (PCDB). The row says which.
 
 Each data set's row is saved to ``OUT/<data set>.json`` (default
 ``benchmarks/results/hmc``) as soon as it is done, so the table can be remade
-in parts (``--dataset`` repeatable); ``OUT/hmc_table.md`` and
+in parts (``--dataset`` repeatable; ``--configs ... --merge`` adds configurations
+to a saved row, e.g. two processes with one thread each on two cores); ``OUT/hmc_table.md`` and
 ``OUT/hmc_table.json`` are rebuilt from every saved row after each run.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import hashlib
 import json
 import math
+import os
 import platform
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -38,7 +50,8 @@ import torch
 
 from conehier.data.hmc import HMC_DATASETS, hmc_files, load_hmc
 from conehier.data.paths import data_root
-from conehier.training.hmc import CHMCNN_SETTINGS, HMCConfig, chmcnn_config, run_hmc
+from conehier.training.hmc import CHMCNN_SETTINGS, HMCConfig, chmcnn_config, run_hmc, summarize
+from conehier.training.hmc_stacked import fit_stacked, stack_key, stack_speed, stack_step_seconds
 
 #: C-HMCNN's published AU(PRC) (Giunchiglia & Lukasiewicz 2020, Table 2).
 PUBLISHED_AUPRC = {
@@ -83,28 +96,122 @@ def _config(name: str, model: str, loss: str, epochs, args) -> tuple[HMCConfig, 
     return chmcnn_config(name, epochs=int(epochs), **over), f"{int(epochs)} epochs, train+valid"
 
 
+def _print_summary(name: str, label: str, summary: dict, seconds: float) -> None:
+    m = summary["metrics"]
+    print(f"{name:<14} {label:<28} AU(PRC) {m['auprc']:.4f} ± {m['auprc_std']:.4f}  macro F1 {m['macro_f1']:.4f}  "
+          f"rare recall {m['rare_recall']:.4f}  epochs {summary['epochs']}  "
+          f"{summary['seconds_per_epoch']:.2f} s/epoch (CPU {summary['cpu_seconds_per_epoch']:.2f})  "
+          f"{seconds:.0f} s", flush=True)
+
+
+def row_configs(name: str, args) -> tuple[dict, list[HMCConfig]]:
+    """``{key: (config, protocol)}`` of a row and its configs x seeds (seed-major within each key)."""
+    plan = {key: _config(name, CONFIGS[key][1], CONFIGS[key][2], args.epochs, args) for key in args.configs}
+    cfgs = [dataclasses.replace(plan[key][0], seed=s) for key in args.configs for s in range(args.seeds)]
+    return plan, cfgs
+
+
+def estimate(args, root: Path) -> None:
+    """Measured cost of one training step of each row's stack(s), projected to the row's training time.
+
+    Projection = CPU (and wall) seconds per step x ceil(N / batch) steps per epoch x
+    epochs (C-HMCNN's published count); evaluation and data loading are not included.
+    With early stopping the number of epochs is not known in advance: per epoch only.
+    """
+    names = args.dataset or available_datasets(root)
+    print(f"measured: {args.estimate_steps} steps per stack, {args.threads} thread(s), load average "
+          f"{os.getloadavg()[0]:.1f}; projection = per-step time x steps/epoch x epochs (training only)")
+    for name in names:
+        ds = load_hmc(name, data_dir=root, download=False)
+        _, cfgs = row_configs(name, args)
+        groups: dict = {}
+        for c in cfgs:
+            groups.setdefault(stack_key(c), []).append(c)
+        n = len(ds.X_train) + (len(ds.X_valid) if ds.X_valid is not None else 0)
+        per_epoch = math.ceil(n / args.batch_size)
+        cpu_row = wall_row = 0.0
+        epochs_known = True
+        for group in groups.values():
+            size = len(group) if args.max_stack is None else args.max_stack
+            for s in range(0, len(group), size):
+                part = group[s:s + size]
+                w, c = stack_step_seconds(ds, part, steps=args.estimate_steps, repeats=1)
+                e = part[0].epochs
+                epochs_known &= e is not None
+                cpu_row += c * per_epoch * (e or 1)
+                wall_row += w * per_epoch * (e or 1)
+        unit = "row" if epochs_known else "epoch (early stopping: x epochs run)"
+        print(f"{name:<14} {len(cfgs):3d} models, hidden {cfgs[0].hidden}, {per_epoch} steps/epoch, "
+              f"epochs {cfgs[0].epochs}: CPU {cpu_row / 60:7.1f} min, wall {wall_row / 60:7.1f} min per {unit}",
+              flush=True)
+
+
 def run_row(name: str, args, root: Path) -> dict:
+    """All configurations x seeds of one data set: one stack per group of equal sizes
+    (:func:`conehier.training.hmc_stacked.fit_stacked`), or one run after the other with ``--no-stack``."""
     ds = load_hmc(name, data_dir=root, download=False)
     row = {"dataset": name, "published_auprc": PUBLISHED_AUPRC.get(name), "configs": {},
            "seeds": args.seeds, "machine": f"{platform.machine()} {platform.processor()}".strip(),
-           "torch": torch.__version__, "threads": args.threads}
+           "torch": torch.__version__, "threads": args.threads, "stacked": args.stack}
     log = (lambda m: print("   ", m, file=sys.stderr, flush=True)) if args.verbose else None
-    t_row = time.perf_counter()
-    for key in args.configs:
-        label, model, loss = CONFIGS[key]
-        cfg, protocol = _config(name, model, loss, args.epochs, args)
-        t0 = time.perf_counter()
-        summary = run_hmc(ds, cfg, seeds=range(args.seeds), log=log)
-        summary["protocol"] = protocol
-        summary["label"] = label
-        row["configs"][key] = summary
-        m = summary["metrics"]
-        print(f"{name:<14} {label:<28} AU(PRC) {m['auprc']:.4f} ± {m['auprc_std']:.4f}  macro F1 {m['macro_f1']:.4f}  "
-              f"rare recall {m['rare_recall']:.4f}  epochs {summary['epochs']}  "
-              f"{summary['seconds_per_epoch']:.2f} s/epoch (CPU {summary['cpu_seconds_per_epoch']:.2f})  "
-              f"{time.perf_counter() - t0:.0f} s", flush=True)
+    t_row, c_row = time.perf_counter(), time.process_time()
+    plan, cfgs = row_configs(name, args)
+    if args.stack:
+        results = fit_stacked(ds, cfgs, max_models=args.max_stack, log=log)
+        for k, key in enumerate(args.configs):
+            summary = summarize(results[k * args.seeds:(k + 1) * args.seeds])
+            summary.update(protocol=plan[key][1], label=CONFIGS[key][0], stack_models=results[0].stack_models)
+            row["configs"][key] = summary
+            _print_summary(name, summary["label"], summary, summary["wall_seconds"])
+    else:
+        for key in args.configs:
+            cfg, protocol = plan[key]
+            t0 = time.perf_counter()
+            summary = run_hmc(ds, cfg, seeds=range(args.seeds), log=log)
+            summary.update(protocol=protocol, label=CONFIGS[key][0], stack_models=1)
+            row["configs"][key] = summary
+            _print_summary(name, summary["label"], summary, time.perf_counter() - t0)
     row["wall_seconds"] = time.perf_counter() - t_row
+    row["cpu_seconds"] = time.process_time() - c_row
+    row["load_average"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     row["command"] = "python benchmarks/hmc_table.py " + " ".join(args.argv)
+    return row
+
+
+def _part(row: dict) -> dict:
+    return {k: row.get(k) for k in ("command", "wall_seconds", "cpu_seconds", "load_average", "threads", "stacked")} | {
+        "configs": sorted(row["configs"])}
+
+
+def save_row(out: Path, row: dict, *, merge: bool = False) -> dict:
+    """Write ``OUT/<data set>.json``. ``merge``: keep the configurations of an existing row
+    that this one did not run (a row made in parts, e.g. two processes on two cores);
+    ``parts`` lists each part's command and times, and the row's ``wall_seconds`` /
+    ``cpu_seconds`` are their sums (the time the row takes when its parts run one
+    after the other). A lock file serialises concurrent writers."""
+    import fcntl
+
+    path = out / f"{row['dataset']}.json"
+    lock_path = Path(tempfile.gettempdir()) / f"hmc_table_{hashlib.md5(str(out.resolve()).encode()).hexdigest()[:12]}.lock"
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if merge and path.is_file():
+            old = json.loads(path.read_text())
+            if old.get("seeds") != row.get("seeds"):
+                raise ValueError(f"{path}: cannot merge a row with {row.get('seeds')} seeds into one with "
+                                 f"{old.get('seeds')}")
+            parts = old.get("parts") or [_part(old)]
+            parts = [p for p in parts if not set(p["configs"]) <= set(row["configs"])] + [_part(row)]
+            merged = dict(old)
+            merged.update({k: v for k, v in row.items() if k != "configs"})
+            merged["configs"] = {**old["configs"], **row["configs"]}
+            merged["parts"] = parts
+            merged["wall_seconds"] = sum(p["wall_seconds"] for p in parts)
+            cpus = [p.get("cpu_seconds") for p in parts]
+            merged["cpu_seconds"] = None if None in cpus else sum(cpus)
+            merged["command"] = " ; ".join(p["command"] for p in parts)
+            row = merged
+        path.write_text(json.dumps(row, indent=1))
     return row
 
 
@@ -149,11 +256,19 @@ def build_table(out: Path) -> str:
                 f"{m['rare_recall']:.4f} ± {m['rare_recall_std']:.4f} | {s['threshold_source']} | "
                 f"{'/'.join(map(str, s['epochs']))} | {s['seconds_per_epoch']:.2f} | {s['wall_seconds']:.0f} | "
                 f"{s['protocol']} |")
-    lines += ["", "Row wall times (all configurations and seeds): " + ", ".join(
-        f"{r['dataset']} {r['wall_seconds'] / 60:.1f} min" for r in rows), ""]
-    cmds = sorted({r.get("command", "") for r in rows if r.get("command")})
-    if cmds:
-        lines += ["Made with:", ""] + [f"    {c}" for c in cmds] + [""]
+    lines += ["", "s/epoch and wall s of a stacked row are the stack's, divided by its number of models.", "",
+              "## Rows: time and command", "",
+              "| data set | models | stacked | threads | row wall min | row CPU min | load avg (1 min) at end | command |",
+              "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        n_models = sum(len(s.get("seeds", [])) for s in r["configs"].values())
+        cpu = r.get("cpu_seconds")
+        la = r.get("load_average")
+        lines.append(f"| {r['dataset']} | {n_models} | {'yes' if r.get('stacked') else 'no'} | {r.get('threads')} | "
+                     f"{r['wall_seconds'] / 60:.1f} | {'—' if cpu is None else f'{cpu / 60:.1f}'} | "
+                     f"{'—' if not la else f'{la[0]:.1f}'} | `{r.get('command', '')}` |")
+    lines += ["", "The machine has 2 cores shared with other jobs: the load average shows the contention "
+              "(wall time is larger than CPU time when the load exceeds the cores).", ""]
     text = "\n".join(lines)
     (out / "hmc_table.md").write_text(text)
     (out / "hmc_table.json").write_text(json.dumps(rows, indent=1))
@@ -240,6 +355,27 @@ def speed(args, root: Path) -> None:
         print(f"  {label:<20} wall {4 * steps / w:7.0f} samples/s ({w / steps * epoch:6.2f} s/epoch)   "
               f"CPU {4 * steps / c:7.0f} samples/s ({c / steps * epoch:6.2f} s/epoch)")
     print(f"  speed-up: wall {f[0] / o[0]:.1f}x, CPU time {f[1] / o[1]:.1f}x")
+    # stacked ensembles: per-epoch cost of M models trained as one network
+    sizes = [int(x) for x in args.stack_sizes.split(",") if x.strip()]
+    cfg = chmcnn_config(name, hidden=hidden, threads=args.threads, model="mcm-mlp", loss="bce")
+    times = stack_speed(ds, cfg, sizes, steps=steps, repeats=args.speed_repeats)
+    one = times.get(1)
+    print(f"{name}: stacked MCM-MLP + BCE, seconds per epoch of the whole stack (and per model)")
+    for size, (w, c) in times.items():
+        rel = f"   vs {size} x one model: wall {size * one[0] / w:.2f}x, CPU {size * one[1] / c:.2f}x" if one else ""
+        print(f"  stack of {size:3d}: wall {w:7.2f} s/epoch ({w / size:5.2f} per model)   "
+              f"CPU {c:7.2f} s/epoch ({c / size:5.2f} per model){rel}")
+    # a whole row (all configurations x seeds) as one stack vs its runs one after the other
+    args.configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    _, cfgs = row_configs(name, args)
+    k = min(args.speed_steps, 100)
+    alone = [stack_step_seconds(ds, [c], steps=k) for c in cfgs]
+    w1, c1 = (sum(x) * epoch for x in zip(*alone))
+    ws, cs = (x * epoch for x in stack_step_seconds(ds, cfgs, steps=k))
+    print(f"{name}: the row's {len(cfgs)} runs ({', '.join(args.configs)} x {args.seeds} seeds), {k} steps each, "
+          f"seconds per epoch of all of them")
+    print(f"  one after the other: wall {w1:7.2f}  CPU {c1:7.2f}")
+    print(f"  one stack          : wall {ws:7.2f}  CPU {cs:7.2f}   speed-up wall {w1 / ws:.2f}x, CPU {c1 / cs:.2f}x")
 
 
 def main(argv=None) -> None:
@@ -260,6 +396,15 @@ def main(argv=None) -> None:
     ap.add_argument("--speed", action="store_true", help="time training steps against a C-HMCNN-style loop")
     ap.add_argument("--speed-steps", type=int, default=300)
     ap.add_argument("--speed-repeats", type=int, default=3)
+    ap.add_argument("--no-stack", dest="stack", action="store_false",
+                    help="train the runs one after the other (HMCTrainer) instead of as stacked ensembles")
+    ap.add_argument("--max-stack", type=int, default=None, help="most models per stack (default: all of a row)")
+    ap.add_argument("--stack-sizes", default="1,18", help="--speed: stack sizes to time (comma-separated)")
+    ap.add_argument("--merge", action="store_true",
+                    help="merge the configurations run now into the data set's saved row (a row made in parts)")
+    ap.add_argument("--estimate", action="store_true",
+                    help="measure a few steps of each row's stack(s) and project the row's training time")
+    ap.add_argument("--estimate-steps", type=int, default=20)
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args(argv)
     args.argv = argv
@@ -267,6 +412,10 @@ def main(argv=None) -> None:
     out = Path(args.out)
     if args.speed:
         speed(args, root)
+        return
+    if args.estimate:
+        args.configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+        estimate(args, root)
         return
     out.mkdir(parents=True, exist_ok=True)
     if not args.table_only:
@@ -279,7 +428,7 @@ def main(argv=None) -> None:
         names = args.dataset or [n for n in available_datasets(root)]
         for name in names:
             row = run_row(name, args, root)
-            (out / f"{row['dataset']}.json").write_text(json.dumps(row, indent=1))
+            save_row(out, row, merge=args.merge)
             print(f"{name}: row done in {row['wall_seconds'] / 60:.1f} min", flush=True)
     print(build_table(out))
 

@@ -11,7 +11,8 @@ warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated", c
 
 from .hierarchy import CycleError, Hierarchy, HierarchyError, UnknownLabelError
 from .pipeline import EmbedResult, embed  # noqa: E402
+from .estimators import ConeClassifier  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["CycleError", "EmbedResult", "Hierarchy", "HierarchyError", "UnknownLabelError", "__version__", "embed"]
+__all__ = ["ConeClassifier", "CycleError", "EmbedResult", "Hierarchy", "HierarchyError", "UnknownLabelError", "__version__", "embed"]

@@ -81,8 +81,7 @@ def cmd_embed(args) -> int:
     m = result.metrics
     print(f"{args.model} on {args.hierarchy}, dim {args.dim}, {args.train_percent:g}% non-basic edges in train")
     print(f"  test F1 {100 * m['test_f1']:.2f}  (valid F1 {100 * m['valid_f1']:.2f}, best epoch {m['best_epoch']})")
-    if "reconstruction" in m:
-        r = m["reconstruction"]
+    for r in (m[k] for k in ("reconstruction", "reconstruction_closure") if k in m):
         print(f"  reconstruction ({r['positives']} edges): TPR {r['tpr']:.4f}  TNR {r['tnr']:.4f}  F1 {r['f1']:.4f}  "
               f"mean rank {r['mean_rank']:.2f}  MAP {r['map']:.4f}")
     print(f"  {m['seconds_per_epoch']:.3f} s/epoch, {m['wall_seconds']:.1f} s in all on {m['device']}; results in {args.out}")
@@ -144,6 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_plot_parser(sub)
     add_reproduce_parsers(sub)
     add_hmc_parser(sub)
+    from .cnn_cli import add_cnn_parser
+
+    add_cnn_parser(sub)
+    from .joint_cli import add_joint_parser
+
+    add_joint_parser(sub)
     return parser
 
 

@@ -25,6 +25,7 @@ import torch
 
 from .. import __version__
 from ..pipeline import embed
+from ..jsonutil import to_jsonable
 from ..training.trainer import resolve_device
 from . import report
 from .tables import Table, load_table
@@ -85,16 +86,6 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _jsonable(x):
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if hasattr(x, "item") and callable(x.item):  # numpy / torch scalars
-        return x.item()
-    return x
-
-
 def load_results(out: str | os.PathLike) -> dict | None:
     p = Path(out) / RESULTS_JSON
     if not p.is_file():
@@ -135,7 +126,7 @@ def _finish(res: dict, out: Path) -> None:
     last = max((res["cells"][c] for c in done), key=lambda r: r.get("finished", ""), default=None)
     res["machine"] = last.get("machine") if last else None
     res["updated"] = _now()
-    _write_atomic(out / RESULTS_JSON, json.dumps(_jsonable(res), indent=2, ensure_ascii=False) + "\n")
+    _write_atomic(out / RESULTS_JSON, json.dumps(to_jsonable(res), indent=2, ensure_ascii=False) + "\n")
     _write_atomic(out / RESULTS_MD, report.results_markdown(res))
 
 
@@ -154,7 +145,7 @@ def is_done(res: dict, table: Table, cell, quick: bool) -> bool:
     """Whether ``res`` holds ``cell``'s numbers for the protocol the table asks for now."""
     rec = res.get("cells", {}).get(cell.id)
     return (bool(rec) and cell.id in res.get("metrics", {}) and "protocol" in rec
-            and same_protocol(rec["protocol"], _jsonable(table.protocol(cell, quick=quick))))
+            and same_protocol(rec["protocol"], to_jsonable(table.protocol(cell, quick=quick))))
 
 
 def reproduce(
@@ -201,7 +192,7 @@ def reproduce(
             log(f"{tag}: done before, skipped (--force to run it again)")
             continue
         cell_dir = out / "cells" / cell.id
-        protocol = _jsonable(t.protocol(cell, quick=quick))
+        protocol = to_jsonable(t.protocol(cell, quick=quick))
         run_file = cell_dir / "protocol.json"
         stale = run_file.is_file() and not same_protocol(json.loads(run_file.read_text(encoding="utf-8")), protocol)
         if cell_dir.exists() and (force or stale or not run_file.is_file()):

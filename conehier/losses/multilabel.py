@@ -105,8 +105,13 @@ def _reduce(loss: Tensor, reduction: str) -> Tensor:
     raise ValueError(f"unknown reduction {reduction!r}; expected one of {_REDUCTIONS}")
 
 
-def _prepare(logits: Tensor, targets: Tensor, *, two_d: bool = False) -> tuple[Tensor, Tensor]:
-    """Check shapes / dtypes; return (logits, targets cast to logits' dtype)."""
+def _prepare(logits: Tensor, targets: Tensor, *, two_d: bool = False,
+             batched: bool = False) -> tuple[Tensor, Tensor]:
+    """Check shapes / dtypes; return (logits, targets cast to logits' dtype).
+
+    ``two_d``: require ``(N, C)``; ``batched``: require ``(N, C)`` or ``(..., N, C)``
+    (e.g. a stack of M models, each with its own batch).
+    """
     if not isinstance(logits, Tensor) or not logits.is_floating_point():
         raise TypeError("logits must be a floating-point torch.Tensor")
     targets = torch.as_tensor(targets, device=logits.device)
@@ -116,6 +121,8 @@ def _prepare(logits: Tensor, targets: Tensor, *, two_d: bool = False) -> tuple[T
         )
     if two_d and logits.dim() != 2:
         raise ValueError(f"logits must be 2-D (N, C), got shape {tuple(logits.shape)}")
+    if batched and logits.dim() < 2:
+        raise ValueError(f"logits must be (N, C) or (..., N, C), got shape {tuple(logits.shape)}")
     return logits, targets.to(logits.dtype)
 
 
@@ -418,9 +425,10 @@ def champ_asymmetric_loss(
 # sigmoidF1 / unboundedF1
 # --------------------------------------------------------------------------
 def _soft_f1_loss(s: Tensor, y: Tensor, reduction: str) -> Tensor:
-    tp = (s * y).sum(dim=0)
-    fp = (s * (1.0 - y)).sum(dim=0)
-    fn = ((1.0 - s) * y).sum(dim=0)
+    # sums over the batch axis (-2): (..., N, C) -> (..., C), one F1 per label (and per leading index)
+    tp = (s * y).sum(dim=-2)
+    fp = (s * (1.0 - y)).sum(dim=-2)
+    fn = ((1.0 - s) * y).sum(dim=-2)
     denom = 2.0 * tp + fn + fp
     # 0/0 (no positives and nothing predicted) -> F1 = 0, as the reference code's +1e-16.
     f1 = 2.0 * tp / torch.where(denom > 0, denom, torch.ones_like(denom))
@@ -447,8 +455,13 @@ def sigmoid_f1_loss(
     ``beta=1, eta=0`` are those of the authors' code (``S=-1, E=0``); the paper
     grid-searches beta in [1, 30] and eta in [0, 2]. With the defaults this
     equals :func:`unbounded_f1_loss`.
+
+    Stacked models: ``logits`` / ``targets`` of shape ``(M, N, C)`` (M independent
+    models, each with its own batch) give one F1 per model and label; ``"none"``
+    returns ``(M, C)``, so ``loss(..., reduction="none").mean(-1)`` is the ``(M,)``
+    per-model losses, each equal to the 2-D loss of that model's batch.
     """
-    z, y = _prepare(logits, targets, two_d=True)
+    z, y = _prepare(logits, targets, batched=True)
     return _soft_f1_loss(torch.sigmoid(beta * (z + eta)), y, reduction)
 
 
@@ -456,7 +469,7 @@ def unbounded_f1_loss(
     logits: Tensor, targets: Tensor, *, reduction: Literal["none", "mean", "sum"] = "mean"
 ) -> Tensor:
     """unboundedF1 (Eq. 7): :func:`sigmoid_f1_loss` with ``p = sigmoid(z)`` in place of S."""
-    z, y = _prepare(logits, targets, two_d=True)
+    z, y = _prepare(logits, targets, batched=True)
     return _soft_f1_loss(torch.sigmoid(z), y, reduction)
 
 
@@ -498,6 +511,9 @@ def node_weights(
 def ensemble_uncertainty(probs: Tensor, mode: Uncertainty = "epistemic") -> Tensor:
     """Per-node uncertainty in [0, 1] from ensemble probabilities ``(H, N, C)`` -> ``(N, C)``.
 
+    Leading dimensions are kept: ``(..., H, N, C)`` -> ``(..., N, C)`` (e.g. a stack
+    of M models, each with H heads: ``(M, H, N, C)`` -> ``(M, N, C)``).
+
     With ``pbar = mean_h p_h`` and binary entropy ``h`` (nats):
 
     - ``"confidence"``: ``1 - 2 |pbar - 1/2|``;
@@ -510,23 +526,23 @@ def ensemble_uncertainty(probs: Tensor, mode: Uncertainty = "epistemic") -> Tens
     p = torch.as_tensor(probs)
     if p.dim() == 2:
         p = p[None]
-    if p.dim() != 3:
-        raise ValueError(f"probs must be (H, N, C) or (N, C), got shape {tuple(p.shape)}")
+    if p.dim() < 3:
+        raise ValueError(f"probs must be (..., H, N, C) or (N, C), got shape {tuple(p.shape)}")
     ln2 = math.log(2.0)
     if mode == "confidence":
-        return 1.0 - 2.0 * (p.mean(0) - 0.5).abs()
+        return 1.0 - 2.0 * (p.mean(-3) - 0.5).abs()
     if mode == "entropy":
-        return _binary_entropy(p.mean(0)) / ln2
+        return _binary_entropy(p.mean(-3)) / ln2
     if mode == "aleatoric":
-        return _binary_entropy(p).mean(0) / ln2
+        return _binary_entropy(p).mean(-3) / ln2
     if mode == "epistemic":
-        h = p.shape[0]
+        h = p.shape[-3]
         if h < 2:
-            return torch.zeros_like(p[0])
+            return torch.zeros_like(p.select(-3, 0))
         a, b = torch.triu_indices(h, h, offset=1, device=p.device)
-        pa, pb = p[a], p[b]  # (H(H-1)/2, N, C)
+        pa, pb = p.index_select(-3, a), p.index_select(-3, b)  # (..., H(H-1)/2, N, C)
         jsd = _binary_entropy(0.5 * (pa + pb)) - 0.5 * (_binary_entropy(pa) + _binary_entropy(pb))
-        return (jsd.mean(0) / ln2).clamp(0.0, 1.0)
+        return (jsd.mean(-3) / ln2).clamp(0.0, 1.0)
     raise ValueError(f"unknown uncertainty mode {mode!r}; expected one of {_UNCERTAINTIES}")
 
 
@@ -551,20 +567,24 @@ def rare_node_loss(
     ``W_ij = w_j`` on positive terms and 1 on negative ones (``weight_terms="positive"``)
     or ``w_j`` on both (``"all"``). ``u`` is a weight, not a target, so it is
     detached by default (``detach_uncertainty``). Reduction over ``(N, C)``.
+
+    Stacked models: ``logits`` ``(M, H, N, C)`` with ``targets`` ``(M, N, C)``
+    (each model its own batch and its own ensemble statistics); ``"none"`` gives
+    ``(M, N, C)``, so ``.mean((-2, -1))`` is the ``(M,)`` per-model losses.
     """
     if weight_terms not in ("positive", "all"):
         raise ValueError(f"weight_terms must be 'positive' or 'all', got {weight_terms!r}")
     if not isinstance(logits, Tensor) or not logits.is_floating_point():
         raise TypeError("logits must be a floating-point torch.Tensor")
-    z = logits if logits.dim() == 3 else logits[None]
-    if z.dim() != 3:
-        raise ValueError(f"logits must be (H, N, C) or (N, C), got shape {tuple(logits.shape)}")
-    _, y = _prepare(z[0], targets, two_d=True)
-    bce = -(y * F.logsigmoid(z) + (1.0 - y) * F.logsigmoid(-z)).mean(dim=0)  # (N, C)
+    z = logits if logits.dim() in (3, 4) else logits[None]
+    if z.dim() not in (3, 4):
+        raise ValueError(f"logits must be (N, C), (H, N, C) or (M, H, N, C), got shape {tuple(logits.shape)}")
+    _, y = _prepare(z.select(-3, 0), targets, batched=True)
+    bce = -(y.unsqueeze(-3) * F.logsigmoid(z) + (1.0 - y.unsqueeze(-3)) * F.logsigmoid(-z)).mean(dim=-3)  # (.., N, C)
     probs = torch.sigmoid(z)
     u = ensemble_uncertainty(probs.detach() if detach_uncertainty else probs, uncertainty)
     focal = omega_f + _safe_pow(u, k)
-    w = _node_vector(node_weight, y.shape[1], z, "node_weight")
+    w = _node_vector(node_weight, y.shape[-1], z, "node_weight")
     if w is not None:
         term_w = y * w + (1.0 - y) if weight_terms == "positive" else w.expand_as(y)
         focal = focal * term_w

@@ -73,8 +73,16 @@ from ..evaluation.functional import (
     precision_recall_f1,
     rare_node_recall,
 )
-from ..losses.multilabel import AsymmetricLoss, FocalLoss, RareNodeLoss, SigmoidF1Loss
+from ..losses.multilabel import (
+    AsymmetricLoss,
+    FocalLoss,
+    RareNodeLoss,
+    SigmoidF1Loss,
+    rare_node_loss,
+    sigmoid_f1_loss,
+)
 from ..models.heads import HEADS, MLP, HMCModel, build_head, inverse_frequency_weights, sample_weights
+from ..jsonutil import to_jsonable
 
 __all__ = [
     "CHMCNN_SETTINGS",
@@ -252,7 +260,9 @@ def _canonical_name(name: str) -> str:
 @dataclass
 class HMCResult:
     """Outcome of one run. ``history``: per evaluated epoch of the selection phase
-    (``epoch``, ``loss``, ``valid_auprc``) or per epoch of a fixed-epoch run (``loss``)."""
+    (``epoch``, ``loss``, ``valid_auprc``) or per epoch of a fixed-epoch run (``loss``).
+    ``stack_models``: how many models were trained together in one stack
+    (:mod:`~conehier.training.hmc_stacked`; timings are then the stack's divided by it)."""
 
     dataset: str
     config: dict
@@ -266,24 +276,13 @@ class HMCResult:
     wall_seconds: float
     cpu_seconds_per_epoch: float = float("nan")
     history: list = field(default_factory=list)
+    stack_models: int = 1
     test_scores: np.ndarray | None = field(default=None, repr=False)
     model: nn.Module | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("test_scores", "model")}
-        return _jsonable(d)
-
-
-def _jsonable(x):
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.generic):
-        return x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
+        return to_jsonable(d)
 
 
 # --------------------------------------------------------------------------
@@ -392,28 +391,38 @@ class HMCLoss:
         w = 1.0 + sev * (1.0 - ye)
         return w.to(self.device)
 
-    def _elementwise(self, z: Tensor, y: Tensor, extras) -> Tensor:
+    def _elementwise(self, z: Tensor, y: Tensor, extras, dims=None) -> Tensor:
+        """The configured loss of one batch: a scalar (``dims=None``), or averaged over
+        ``dims`` only (the per-model losses of a stack, see :meth:`per_model`)."""
+        def reduce(fn, **kw):  # fn(..., reduction=...) -> mean over everything or over dims
+            return fn(reduction="mean", **kw) if dims is None else fn(reduction="none", **kw).mean(dim=dims)
+
         if self.name == "bce":
-            return F.binary_cross_entropy_with_logits(z, y, pos_weight=self.cw, **self.opts)
+            return reduce(lambda **kw: F.binary_cross_entropy_with_logits(z, y, pos_weight=self.cw,
+                                                                          **{**self.opts, **kw}))
         if self.name in ("champ-hard", "champ-soft"):
             w = extras["champ"] if "champ" in extras else self._champ_weights_for(y)
             if self.cw is not None:
                 w = w * torch.where(y > 0.5, self.cw, torch.ones_like(self.cw))
-            return F.binary_cross_entropy_with_logits(z, y, weight=w)
+            return reduce(lambda **kw: F.binary_cross_entropy_with_logits(z, y, weight=w, **kw))
         if self.name == "sigmoidf1":
-            return self.mod(z, y)
+            if dims is None:
+                return self.mod(z, y)
+            # batch-level: one soft F1 per (model, label) over that model's batch
+            return sigmoid_f1_loss(z, y, beta=self.mod.beta, eta=self.mod.eta, reduction="none").mean(dim=-1)
         loss = self.mod(z, y)
         if self.cw is not None:
             loss = loss * torch.where(y > 0.5, self.cw, torch.ones_like(self.cw))
-        return loss.mean()
+        return loss.mean() if dims is None else loss.mean(dim=dims)
 
     def _champ_weights_for(self, y: Tensor) -> Tensor:
-        """CHAMP weights of a batch whose weights were not prepared (``y`` on the evaluated columns)."""
+        """CHAMP weights of a batch whose weights were not prepared (``y`` ``(..., N, C_eval)``)."""
         from ..losses.multilabel import champ_severity
 
-        sev = champ_severity(y, torch.as_tensor(self.dist, dtype=y.dtype, device=y.device),
+        flat = y.reshape(-1, y.shape[-1])
+        sev = champ_severity(flat, torch.as_tensor(self.dist, dtype=y.dtype, device=y.device),
                              soft=self.name == "champ-soft", **self.opts)
-        return 1.0 + sev * (1.0 - y)
+        return (1.0 + sev * (1.0 - flat)).reshape(y.shape)
 
     def __call__(self, z: Tensor, y: Tensor, *extras: Tensor) -> Tensor:
         if self.softmax:
@@ -430,6 +439,41 @@ class HMCLoss:
         if t.dim() == 3:  # an ensemble of output layers: mean of the per-head losses
             return torch.stack([self._elementwise(t[h], ye, extras) for h in range(t.shape[0])]).mean()
         return self._elementwise(t, ye, extras)
+
+    def per_model(self, z: Tensor, y: Tensor, *extras: Tensor) -> Tensor:
+        """``(M,)`` losses of a stack of M models of this configuration, each on its own batch.
+
+        ``z``: raw head logits ``(M, B, C)``, or ``(M, H, B, C)`` for H output heads;
+        ``y``: ``(M, B, C)`` float labels (model m's batch); ``extras``: the
+        :meth:`prepare` tensors gathered with the same ``(M, B)`` sample indices.
+        Entry m equals ``self(z[m], y[m], *(e[m] for e in extras))`` (the same
+        math, batched: the training output is one flattened max-constraint call,
+        batch statistics -- sigmoidF1's counts, rare-node's ensemble uncertainty --
+        stay per model). Sigmoid heads only.
+        """
+        if self.softmax:
+            raise ValueError("per_model is for sigmoid heads; softmax heads are not stacked")
+        if y.dim() != 3 or z.dim() not in (3, 4) or z.shape[0] != y.shape[0] or z.shape[-2:] != y.shape[-2:]:
+            raise ValueError(f"per_model needs z (M, B, C) or (M, H, B, C) and y (M, B, C); "
+                             f"got {tuple(z.shape)} and {tuple(y.shape)}")
+        named = dict(zip(self._extras, extras)) if extras else {}
+        m, b, c = y.shape
+        h = z.shape[1] if z.dim() == 4 else 1
+        z4 = z.reshape(m, h, b, c)
+
+        def per_head(t):  # (M, B, ...) -> (M, H, B, ...) -> flat rows
+            return t[:, None].expand(m, h, *t.shape[1:]).reshape(m * h * b, -1)
+
+        kw = {"pairs": per_head(named["pairs"])} if "pairs" in named else {}
+        t = self.head.training_logits(z4.reshape(-1, c), per_head(y), **kw).reshape(m, h, b, c)[..., self.sel]
+        ye = y[..., self.sel]
+        if self.name == "rare-node":
+            mod = self.mod
+            return rare_node_loss(t, ye, mod.node_weight, k=mod.k, omega_f=mod.omega_f, uncertainty=mod.uncertainty,
+                                  weight_terms=mod.weight_terms, detach_uncertainty=mod.detach_uncertainty,
+                                  reduction="none").mean(dim=(-2, -1))
+        ex = {k: v[:, None] for k, v in named.items() if k == "champ"}  # (M, 1, B, C_eval): broadcast over heads
+        return self._elementwise(t, ye[:, None].expand_as(t), ex, dims=(-2, -1)).mean(dim=1)
 
 
 def make_loss(config: HMCConfig, model: HMCModel, hierarchy, eval_mask: np.ndarray, y_train: np.ndarray,
@@ -748,7 +792,7 @@ def summarize(results: Sequence[HMCResult]) -> dict:
         metrics[f"{k}_std"] = float(np.std(v, ddof=1)) if len(v) > 1 else 0.0
     cfg = dict(results[0].config)
     cfg.pop("seed", None)
-    return _jsonable({
+    return to_jsonable({
         "dataset": results[0].dataset,
         "config": cfg,
         "seeds": [r.config["seed"] for r in results],

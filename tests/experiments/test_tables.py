@@ -89,7 +89,10 @@ def test_thesis_protocols_are_encoded():
     w = load_table("hyperbolic-cones-wordnet")
     h = w.config(w.cell("hyperbolic-cones-5-0"))
     assert h.train.optimizer == "row-adam" and h.model.parametrization == "exp0" and h.train.batch_size == 512
-    assert (h.train.init, h.train.init_epochs, h.train.init_optimizer) == ("poincare", 30, "row-rsgd")
+    assert (h.train.init, h.train.init_epochs, h.train.init_optimizer) == ("poincare", 100, "row-rsgd")
+    assert h.train.epochs == 300  # 0% and 10% cells: the paper's 100 Poincaré + 300 cone epochs
+    h25 = w.config(w.cell("hyperbolic-cones-10-25"))
+    assert (h25.train.init_epochs, h25.train.epochs) == (30, 200)
 
 
 def test_ethec_reconstruction_pair_counts(data_root):

@@ -1,0 +1,625 @@
+"""Train many HMC models at once as one stacked (vectorised) ensemble.
+
+At C-HMCNN's batch size of 4 one model's training step is a handful of tiny
+matrix products, bound by per-op overhead; a benchmark row trains 18 such
+models (6 configurations x 3 seeds). :class:`StackedHMCTrainer` trains M models
+whose sizes and optimiser settings agree as **one** network with a leading
+model axis:
+
+* every linear layer is a :class:`StackedLinear` with weight ``(M, in, out)``
+  and bias ``(M, 1, out)``: ``y[m] = x[m] @ W[m] + b[m]`` (``torch.baddbmm``);
+* each model draws its own mini-batch order from its own generator seeded with
+  its ``config.seed`` -- the same ``randperm`` stream as :class:`HMCTrainer`
+  -- so a step gathers ``X[idx]`` with ``idx`` ``(M, B)`` into ``(M, B, F)``;
+  dropout masks are drawn for the whole ``(M, B, hidden)`` tensor, independent
+  per model;
+* models are ordered into contiguous *segments* of equal head / loss
+  configuration; each segment has its own stacked output layer (``(Mg, hidden,
+  H C)``, so a 2-head rare-node model sits beside 1-head models) and its own
+  :class:`~conehier.training.hmc.HMCLoss`, whose :meth:`~HMCLoss.per_model`
+  returns the ``(Mg,)`` per-model losses (the max-constraint training output
+  as one flattened batched op; sigmoidF1's counts and the rare-node ensemble
+  uncertainty per model);
+* the step minimises ``sum_m L_m``; model m's parameters get exactly
+  ``dL_m/dtheta_m``, and one Adam (fused where available) over the stacked
+  tensors is element-wise, hence identical to M independent Adam optimisers
+  (``tests/training/test_hmc_stacked.py`` checks this against :class:`HMCTrainer`).
+
+Initial weights are those :class:`HMCTrainer` would use: each model is built by
+:func:`~conehier.training.hmc.build_model` under its own seed and copied into
+the stack, so with dropout 0 a stacked run reproduces the separate runs (up to
+float rounding of batched vs. single products); with dropout the masks come
+from the stack's generator (seeded by ``seed``, default the first config's).
+
+Protocol and results are those of :class:`HMCTrainer` (its module docs):
+fixed epochs on train (+ valid), or early stopping per model on its own valid
+AU(PRC) (each model keeps its best epoch; the stack runs until every model has
+run out of patience) and retraining for each model's own number of epochs
+(the state of model m is taken at its epoch ``e_m``). One
+:class:`~conehier.training.hmc.HMCResult` per config; its ``seconds_per_epoch``
+/ ``wall_seconds`` are the stack's, divided by M (amortised per model), and
+``stack_models`` is M.
+
+Cost: the stack removes per-op overhead, not arithmetic or memory traffic;
+:func:`stack_speed` measures the per-epoch time of a stack against one model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from types import SimpleNamespace
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..evaluation.functional import average_precision
+from ..models.heads import HMCModel, build_head, sample_weights
+from .hmc import (
+    _WEIGHTINGS,
+    HMCConfig,
+    HMCResult,
+    _make_optimizer,
+    _seeded,
+    _threads,
+    build_model,
+    evaluate_hmc,
+    make_loss,
+    tune_thresholds,
+)
+
+__all__ = [
+    "STACK_FIELDS",
+    "StackedHMC",
+    "StackedHMCTrainer",
+    "StackedLinear",
+    "fit_stacked",
+    "segment_key",
+    "stack_key",
+    "stack_speed",
+    "stack_step_seconds",
+]
+
+#: HMCConfig fields that must agree between the models of one stack.
+STACK_FIELDS: tuple[str, ...] = (
+    "hidden", "layers", "dropout", "activation", "lr", "weight_decay", "batch_size", "epochs", "max_epochs",
+    "patience", "eval_every", "retrain", "valid_fraction", "threads", "device",
+)
+
+
+def stack_key(cfg: HMCConfig) -> tuple:
+    """The values of :data:`STACK_FIELDS`: configs with equal keys can share a stack."""
+    return tuple(getattr(cfg, f) for f in STACK_FIELDS)
+
+
+def segment_key(cfg: HMCConfig) -> tuple:
+    """Head and loss settings: models with equal keys share an output-layer segment and a loss."""
+    return (cfg.model, cfg.loss, cfg.heads, json.dumps(cfg.loss_options, sort_keys=True), cfg.class_weight,
+            cfg.mcm_method)
+
+
+# --------------------------------------------------------------------------
+# Stacked network
+# --------------------------------------------------------------------------
+class StackedLinear(nn.Module):
+    """M independent linear layers: ``(M, B, in) -> (M, B, out)``, ``y[m] = x[m] W[m] + b[m]``.
+
+    ``weight`` is ``(M, in, out)`` (the transpose of ``nn.Linear.weight`` per model),
+    ``bias`` ``(M, 1, out)``.
+    """
+
+    def __init__(self, n_models: int, in_features: int, out_features: int):
+        super().__init__()
+        self.n_models, self.in_features, self.out_features = n_models, in_features, out_features
+        self.weight = nn.Parameter(torch.zeros(n_models, in_features, out_features))
+        self.bias = nn.Parameter(torch.zeros(n_models, 1, out_features))
+
+    @torch.no_grad()
+    def load_linears(self, linears: Sequence[nn.Linear]) -> None:
+        """Copy M ``nn.Linear`` layers (model order) into the stack."""
+        if len(linears) != self.n_models:
+            raise ValueError(f"expected {self.n_models} layers, got {len(linears)}")
+        for m, lin in enumerate(linears):
+            if lin.weight.shape != (self.out_features, self.in_features):
+                raise ValueError(f"layer {m} has shape {tuple(lin.weight.shape)}, expected "
+                                 f"({self.out_features}, {self.in_features})")
+            self.weight[m].copy_(lin.weight.T)
+            self.bias[m, 0].copy_(lin.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 3 or x.shape[0] != self.n_models or x.shape[2] != self.in_features:
+            raise ValueError(f"expected input ({self.n_models}, B, {self.in_features}), got {tuple(x.shape)}")
+        return torch.baddbmm(self.bias, x, self.weight)
+
+    def extra_repr(self) -> str:
+        return f"n_models={self.n_models}, in_features={self.in_features}, out_features={self.out_features}"
+
+
+class StackedHMC(nn.Module):
+    """M MLP + sigmoid-head models (:func:`~conehier.training.hmc.build_model`) as one network.
+
+    ``configs`` must share :func:`stack_key` and be ordered so that equal
+    :func:`segment_key` values are contiguous (``segments``: ``(start, stop)``
+    model ranges). :meth:`forward` maps ``(M, B, F)`` features to one logits
+    tensor per segment, ``(Mg, B, C)`` or ``(Mg, H, B, C)`` for H output heads
+    (the layout of the head's own forward, per model). ``heads`` holds one head
+    module per segment, used for its max-constraint and scoring methods only
+    (its own linear layer is not used).
+    """
+
+    def __init__(self, configs: Sequence[HMCConfig], n_features: int, hierarchy):
+        super().__init__()
+        cfgs = list(configs)
+        if not cfgs:
+            raise ValueError("a stack needs at least one config")
+        if len({stack_key(c) for c in cfgs}) != 1:
+            raise ValueError(f"configs of one stack must agree on {', '.join(STACK_FIELDS)}")
+        for c in cfgs:
+            if c.model not in ("mlp", "mcm-mlp"):
+                raise ValueError(f"only sigmoid heads (mlp, mcm-mlp) can be stacked, got {c.model!r}")
+        c0 = cfgs[0]
+        self.n_models, self.n_features, self.n_nodes = len(cfgs), int(n_features), hierarchy.n
+        self.dropout, self.activation = c0.dropout, c0.activation
+        dims = [self.n_features] + [c0.hidden] * (c0.layers - 1)
+        self.layers = nn.ModuleList(StackedLinear(self.n_models, a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.out_features = dims[-1]
+        self.segments: list[tuple[int, int]] = []
+        keys: list[tuple] = []
+        for i, c in enumerate(cfgs):
+            k = segment_key(c)
+            if keys and k == keys[-1]:
+                self.segments[-1] = (self.segments[-1][0], i + 1)
+            elif k in keys:
+                raise ValueError("configs with equal head / loss settings must be contiguous (see segment_key)")
+            else:
+                keys.append(k)
+                self.segments.append((i, i + 1))
+        self.n_heads = [cfgs[a].heads for a, _ in self.segments]
+        self.heads = nn.ModuleList(build_head(cfgs[a].model, 1, hierarchy, n_heads=cfgs[a].heads,
+                                              mcm_method=cfgs[a].mcm_method) for a, _ in self.segments)
+        for h in self.heads:  # templates: their own linear layers never train
+            h.requires_grad_(False)
+        self.outputs = nn.ModuleList(StackedLinear(b - a, self.out_features, h * self.n_nodes)
+                                     for (a, b), h in zip(self.segments, self.n_heads))
+
+    def stacked_parameters(self) -> list[nn.Parameter]:
+        """The trainable stacked tensors (hidden layers and output layers)."""
+        return [p for mod in (self.layers, self.outputs) for p in mod.parameters()]
+
+    @torch.no_grad()
+    def load_models(self, models: Sequence[HMCModel]) -> "StackedHMC":
+        """Copy M :class:`HMCModel` instances (stack order) into the stack."""
+        if len(models) != self.n_models:
+            raise ValueError(f"expected {self.n_models} models, got {len(models)}")
+        for k, layer in enumerate(self.layers):
+            layer.load_linears([m.backbone.layers[k] for m in models])
+        for (a, b), out in zip(self.segments, self.outputs):
+            out.load_linears([m.head.linear for m in models[a:b]])
+        return self
+
+    def backbone(self, x: Tensor) -> Tensor:
+        """``(M, B, F) -> (M, B, hidden)``: ``layers - 1`` blocks Linear -> activation -> dropout."""
+        act = torch.relu if self.activation == "relu" else torch.tanh
+        for lin in self.layers:
+            x = act(lin(x))
+            if self.dropout > 0:
+                x = F.dropout(x, self.dropout, self.training)
+        return x
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        h = self.backbone(x)
+        out = []
+        for (a, b), lin, nh in zip(self.segments, self.outputs, self.n_heads):
+            z = lin(h[a:b])  # (Mg, B, H C)
+            if nh > 1:  # per model: view (B, H, C), transpose -> (H, B, C), as _SigmoidHead.forward
+                z = z.view(b - a, z.shape[1], nh, self.n_nodes).transpose(1, 2)
+            out.append(z)
+        return out
+
+    @torch.no_grad()
+    def scores(self, X, *, max_elements: int = 1 << 24) -> np.ndarray:
+        """``(M, N, C)`` float64 node scores of every model (eval mode) on ``(N, F)`` features."""
+        was = self.training
+        self.eval()
+        dev = self.layers[0].weight.device if len(self.layers) else self.outputs[0].weight.device
+        X = torch.as_tensor(np.asarray(X) if not isinstance(X, Tensor) else X, dtype=torch.float32)
+        width = max([self.out_features] + [h * self.n_nodes for h in self.n_heads])
+        chunk = max(1, max_elements // (self.n_models * width))
+        res = np.zeros((self.n_models, X.shape[0], self.n_nodes))
+        for s in range(0, X.shape[0], chunk):
+            xb = X[s:s + chunk].to(dev)
+            zs = self(xb.expand(self.n_models, *xb.shape))
+            for (a, b), head, z in zip(self.segments, self.heads, zs):
+                p = torch.sigmoid(head.constrained_logits(z))
+                res[a:b, s:s + chunk] = (p.mean(1) if z.dim() == 4 else p).double().cpu().numpy()
+        self.train(was)
+        return res
+
+    def state_of(self, m: int) -> list[Tensor]:
+        """Copies of model ``m``'s slices of the stacked parameters (for :meth:`load_state_of`)."""
+        seg = self._segment_of(m)
+        a = self.segments[seg][0]
+        out = [lin.weight[m].detach().clone() for lin in self.layers] + [lin.bias[m].detach().clone()
+                                                                          for lin in self.layers]
+        o = self.outputs[seg]
+        return out + [o.weight[m - a].detach().clone(), o.bias[m - a].detach().clone()]
+
+    @torch.no_grad()
+    def load_state_of(self, m: int, state: Sequence[Tensor]) -> None:
+        seg = self._segment_of(m)
+        a = self.segments[seg][0]
+        k = len(self.layers)
+        for i, lin in enumerate(self.layers):
+            lin.weight[m].copy_(state[i])
+            lin.bias[m].copy_(state[k + i])
+        self.outputs[seg].weight[m - a].copy_(state[2 * k])
+        self.outputs[seg].bias[m - a].copy_(state[2 * k + 1])
+
+    def _segment_of(self, m: int) -> int:
+        if not 0 <= m < self.n_models:
+            raise IndexError(f"model index {m} out of range for a stack of {self.n_models}")
+        return next(i for i, (a, b) in enumerate(self.segments) if a <= m < b)
+
+    @torch.no_grad()
+    def to_model(self, m: int, config: HMCConfig, hierarchy) -> HMCModel:
+        """Model ``m`` as a stand-alone :class:`HMCModel` (a copy of its weights)."""
+        model = build_model(config, self.n_features, hierarchy).to(self.outputs[0].weight.device)
+        seg = self._segment_of(m)
+        a = self.segments[seg][0]
+        for lin, st in zip(model.backbone.layers, self.layers):
+            lin.weight.copy_(st.weight[m].T)
+            lin.bias.copy_(st.bias[m, 0])
+        model.head.linear.weight.copy_(self.outputs[seg].weight[m - a].T)
+        model.head.linear.bias.copy_(self.outputs[seg].bias[m - a, 0])
+        return model
+
+
+# --------------------------------------------------------------------------
+# Trainer
+# --------------------------------------------------------------------------
+class StackedHMCTrainer:
+    """Seeded trainer for M :class:`HMCConfig` that share :func:`stack_key` (module docs).
+
+    ``fit(dataset)`` returns one :class:`HMCResult` per config, in the given
+    order. ``seed``: the stack's dropout generator (default: the first config's
+    seed). ``log``: a callable receiving progress lines (``None``: silent).
+    """
+
+    def __init__(self, configs: Sequence[HMCConfig], *, seed: int | None = None,
+                 log: Callable[[str], None] | None = None):
+        self.configs = list(configs)
+        if not self.configs:
+            raise ValueError("StackedHMCTrainer needs at least one config")
+        for c in self.configs:
+            if not isinstance(c, HMCConfig):
+                raise TypeError(f"configs must be HMCConfig instances, got {type(c).__name__}")
+        if len({stack_key(c) for c in self.configs}) != 1:
+            diff = [f for f in STACK_FIELDS if len({getattr(c, f) for c in self.configs}) > 1]
+            raise ValueError(f"configs of one stack must agree on {', '.join(diff)} (use fit_stacked to group them)")
+        # stack order: segments contiguous, first-appearance order; self.order[j] = index of the j-th stacked config
+        first: dict[tuple, int] = {}
+        for i, c in enumerate(self.configs):
+            first.setdefault(segment_key(c), i)
+        self.order = sorted(range(len(self.configs)), key=lambda i: (first[segment_key(self.configs[i])], i))
+        self.seed = self.configs[0].seed if seed is None else int(seed)
+        self.log = log
+
+    def _say(self, msg: str) -> None:
+        if self.log is not None:
+            self.log(msg)
+
+    # ------------------------------------------------------------ internals
+    def _new_stack(self, ds, device) -> tuple[StackedHMC, torch.optim.Optimizer, list]:
+        cfgs = [self.configs[i] for i in self.order]
+        models = []
+        for c in cfgs:  # the initial weights HMCTrainer would draw for each config
+            with _seeded(c.seed, device):
+                models.append(build_model(c, ds.n_features, ds.hierarchy))
+        stack = StackedHMC(cfgs, ds.n_features, ds.hierarchy).load_models(models).to(device)
+        opt = _make_optimizer(SimpleNamespace(parameters=stack.stacked_parameters), cfgs[0], device)
+        return stack, opt, cfgs
+
+    def _losses(self, stack: StackedHMC, cfgs, ds, Y_np: np.ndarray, device):
+        losses, extras, shared = [], [], {}
+        for (a, _), head in zip(stack.segments, stack.heads):
+            fn = make_loss(cfgs[a], SimpleNamespace(head=head), ds.hierarchy, ds.eval_mask, Y_np, device)
+            ex = fn.prepare(Y_np)
+            for k, name in enumerate(fn._extras):  # the pair mask depends on labels + hierarchy only: share it
+                if name == "pairs":
+                    ex[k] = shared.setdefault(("pairs", head.mcm.method), ex[k])
+            losses.append(fn)
+            extras.append(ex)
+        return losses, extras
+
+    def _train(self, stack: StackedHMC, opt, losses, extras, X: Tensor, Y: Tensor, epochs: int,
+               gens: list[torch.Generator], draw_ws: list, on_epoch=None):
+        """Up to ``epochs`` epochs; ``on_epoch(epoch, (M,) mean losses) -> stop?``.
+
+        Returns (epochs run, wall seconds, CPU seconds) of the training loops.
+        """
+        n, bs = X.shape[0], self.configs[0].batch_size
+        n_steps = math.ceil(n / bs)
+        seconds, cpu, done = 0.0, 0.0, 0
+        for epoch in range(1, epochs + 1):
+            stack.train()
+            t0, c0 = time.perf_counter(), time.process_time()
+            perms = torch.stack([
+                torch.randperm(n, generator=g) if w is None else torch.multinomial(w, n, replacement=True, generator=g)
+                for g, w in zip(gens, draw_ws)]).to(X.device)  # (M, n): model m's sample order
+            total = torch.zeros(stack.n_models, device=X.device)
+            for i in range(0, n, bs):
+                idx = perms[:, i:i + bs]  # (M, B)
+                zs = stack(X[idx])
+                per = torch.cat([
+                    fn.per_model(z, Y[idx[a:b]], *(e[idx[a:b]] for e in ex))
+                    for (a, b), z, fn, ex in zip(stack.segments, zs, losses, extras)])
+                opt.zero_grad(set_to_none=True)
+                per.sum().backward()
+                opt.step()
+                total += per.detach()
+            mean = (total / n_steps).cpu().numpy()
+            seconds += time.perf_counter() - t0
+            cpu += time.process_time() - c0
+            done = epoch
+            bad = np.flatnonzero(~np.isfinite(mean))
+            if bad.size:
+                c = self.configs[self.order[bad[0]]]
+                raise FloatingPointError(f"training loss became {mean[bad[0]]} at epoch {epoch} for "
+                                         f"{c.model} + {c.loss}, seed {c.seed}")
+            if on_epoch is not None and on_epoch(epoch, mean):
+                break
+        return done, seconds, cpu
+
+    # ---------------------------------------------------------------- fit
+    def fit(self, dataset) -> list[HMCResult]:
+        c0 = self.configs[0]
+        device = torch.device(c0.device)
+        t_start = time.perf_counter()
+        with _threads(c0.threads):
+            results = self._fit(dataset, device)
+        wall = (time.perf_counter() - t_start) / len(results)
+        for r in results:
+            r.wall_seconds = wall
+        return results
+
+    def _fit(self, ds, device) -> list[HMCResult]:
+        c0 = self.configs[0]
+        M = len(self.configs)
+        select = c0.epochs is None
+        full = ds
+        if ds.X_valid is None and select:
+            ds = ds.split_validation(c0.valid_fraction, seed=0)
+        has_valid = ds.X_valid is not None
+
+        def tensors(*parts):
+            X = torch.as_tensor(np.concatenate([p[0] for p in parts]), dtype=torch.float32, device=device)
+            Y = torch.as_tensor(np.concatenate([p[1] for p in parts]), dtype=torch.float32, device=device)
+            return X, Y
+
+        train_part = (ds.X_train, ds.Y_train)
+        if c0.retrain:
+            final_parts = [(full.X_train, full.Y_train)]
+            if full.X_valid is not None:
+                final_parts.append((full.X_valid, full.Y_valid))
+        else:
+            final_parts = [train_part]
+        final_name = "train+valid" if c0.retrain and full.X_valid is not None else "train"
+        cfgs = [self.configs[i] for i in self.order]  # stack order from here on
+
+        def draw_weights(c, Y_np):
+            power = _WEIGHTINGS[c.sampling]
+            if power is None:
+                return None
+            return torch.as_tensor(sample_weights(Y_np, power=power, mask=ds.eval_mask), dtype=torch.float64)
+
+        def gens():
+            return [torch.Generator().manual_seed(c.seed) for c in cfgs]
+
+        history: list[list[dict]] = [[] for _ in range(M)]
+        thresholds, sources = [], []
+        for c in cfgs:
+            if isinstance(c.threshold, str):
+                thresholds.append(0.5)
+                sources.append("0.5 (no held-out validation scores)")
+            else:
+                thresholds.append(c.threshold)
+                sources.append(f"fixed {c.threshold:g}")
+
+        def tune_all(stack, which):
+            s_val = stack.scores(ds.X_valid)
+            for m in which:
+                if isinstance(cfgs[m].threshold, str):
+                    thresholds[m] = tune_thresholds(ds.Y_valid, s_val[m], ds.eval_mask, cfgs[m].threshold)
+                    sources[m] = f"{cfgs[m].threshold}(valid)"
+
+        best_epoch = [c0.epochs or 0] * M
+        sel_seconds = sel_cpu = 0.0
+        sel_epochs = [0] * M
+        # ---- phase A: each model's number of epochs, on valid
+        if select:
+            if not has_valid:
+                raise ValueError(f"{ds.name}: early stopping needs a validation split")
+            with _seeded(self.seed, device):
+                stack, opt, _ = self._new_stack(ds, device)
+                losses, extras = self._losses(stack, cfgs, ds, ds.Y_train, device)
+                X, Y = tensors(train_part)
+                best_ap = np.full(M, -1.0)
+                since = np.zeros(M, dtype=int)
+                states: list = [None] * M
+                active = np.ones(M, dtype=bool)
+
+                def on_epoch(epoch, mean):
+                    evaluate = epoch % c0.eval_every == 0 or epoch == c0.max_epochs
+                    s_val = stack.scores(ds.X_valid) if evaluate else None
+                    for m in np.flatnonzero(active):
+                        row = {"epoch": epoch, "loss": float(mean[m])}
+                        if evaluate:
+                            ap = average_precision(ds.Y_valid, s_val[m], evaluate=ds.eval_mask)
+                            row["valid_auprc"] = ap
+                            if ap > best_ap[m]:
+                                best_ap[m], best_epoch[m], since[m] = ap, epoch, 0
+                                states[m] = stack.state_of(m)
+                            else:
+                                since[m] += 1
+                        history[m].append(row)
+                        sel_epochs[m] = epoch
+                        if since[m] >= c0.patience:
+                            active[m] = False
+                    if evaluate:
+                        self._say(f"epoch {epoch:4d}  valid AU(PRC) best " + " ".join(f"{a:.4f}" for a in best_ap)
+                                  + f"  ({int(active.sum())}/{M} still improving)")
+                    return not active.any()
+
+                _, sel_seconds, sel_cpu = self._train(stack, opt, losses, extras, X, Y, c0.max_epochs, gens(),
+                                                      [draw_weights(c, ds.Y_train) for c in cfgs], on_epoch)
+                for m in range(M):
+                    stack.load_state_of(m, states[m])
+                tune_all(stack, range(M))
+            stack_epochs_a = max(sel_epochs)
+
+        # ---- phase B: the final models
+        if select and not c0.retrain:
+            final, n_final = stack, len(ds.X_train)
+            epochs_trained = sel_epochs
+            sec_per_epoch, cpu_per_epoch = sel_seconds / max(1, stack_epochs_a), sel_cpu / max(1, stack_epochs_a)
+        else:
+            targets = list(best_epoch) if select else [c0.epochs] * M
+            with _seeded(self.seed, device):
+                final, opt, _ = self._new_stack(ds, device)
+                final_y = np.concatenate([p[1] for p in final_parts])
+                losses, extras = self._losses(final, cfgs, ds, final_y, device)
+                X, Y = tensors(*final_parts)
+                snap: dict[int, list] = {}
+                last = max(targets)
+
+                def on_final(epoch, mean):
+                    for m in range(M):
+                        if not select:
+                            history[m].append({"epoch": epoch, "loss": float(mean[m])})
+                        if targets[m] == epoch and epoch < last:
+                            snap[m] = final.state_of(m)
+                    if epoch % max(1, c0.eval_every * 10) == 0 or epoch == last:
+                        self._say(f"[{final_name}] epoch {epoch:4d}/{last}  loss "
+                                  + " ".join(f"{v:.4f}" for v in mean))
+                    return False
+
+                run, seconds, cpu = self._train(final, opt, losses, extras, X, Y, last, gens(),
+                                                [draw_weights(c, final_y) for c in cfgs], on_final)
+                for m, st in snap.items():
+                    final.load_state_of(m, st)
+            n_final = X.shape[0]
+            epochs_trained = targets
+            sec_per_epoch, cpu_per_epoch = seconds / max(1, run), cpu / max(1, run)
+            if not select and not c0.retrain and has_valid:
+                tune_all(final, [m for m in range(M) if isinstance(cfgs[m].threshold, str)])
+
+        test_scores = final.scores(ds.X_test)
+        y_freq = full.Y_train
+        results: list[HMCResult | None] = [None] * M
+        for m, orig in enumerate(self.order):
+            metrics = evaluate_hmc(ds.Y_test, test_scores[m], ds.eval_mask, y_freq, threshold=thresholds[m])
+            spe = sec_per_epoch / M
+            results[orig] = HMCResult(
+                dataset=ds.name,
+                config=cfgs[m].to_dict(),
+                metrics=metrics,
+                best_epoch=int(best_epoch[m]),
+                epochs_trained=int(epochs_trained[m]),
+                final_train=final_name,
+                threshold_source=sources[m],
+                seconds_per_epoch=spe,
+                samples_per_second=n_final / spe if spe > 0 else float("nan"),
+                wall_seconds=0.0,
+                cpu_seconds_per_epoch=cpu_per_epoch / M,
+                history=history[m],
+                test_scores=test_scores[m],
+                model=final.to_model(m, cfgs[m], ds.hierarchy),
+                stack_models=M,
+            )
+        self.stack_ = final
+        return results
+
+
+def fit_stacked(dataset, configs: Sequence[HMCConfig], *, max_models: int | None = None,
+                log: Callable[[str], None] | None = None) -> list[HMCResult]:
+    """Train and evaluate every config, grouped into as few stacks as possible.
+
+    Configs are grouped by :func:`stack_key` (first-appearance order), each
+    group split into stacks of at most ``max_models`` (``None``: no limit) and
+    trained with :class:`StackedHMCTrainer`. Returns one
+    :class:`~conehier.training.hmc.HMCResult` per config, in the given order.
+    """
+    configs = list(configs)
+    if max_models is not None and max_models < 1:
+        raise ValueError(f"max_models must be >= 1, got {max_models}")
+    groups: dict[tuple, list[int]] = {}
+    for i, c in enumerate(configs):
+        groups.setdefault(stack_key(c), []).append(i)
+    results: list[HMCResult | None] = [None] * len(configs)
+    for idx in groups.values():
+        size = len(idx) if max_models is None else max_models
+        for s in range(0, len(idx), size):
+            part = idx[s:s + size]
+            if log is not None:
+                log(f"--- stack of {len(part)} model(s): " + ", ".join(
+                    f"{configs[i].model}+{configs[i].loss}/seed {configs[i].seed}" for i in part))
+            for i, r in zip(part, StackedHMCTrainer([configs[i] for i in part], log=log).fit(dataset)):
+                results[i] = r
+    return results
+
+
+def stack_step_seconds(dataset, configs: Sequence[HMCConfig], *, steps: int = 50,
+                       repeats: int = 1) -> tuple[float, float]:
+    """Measured (wall, CPU) seconds of one training step of ``configs`` as one stack.
+
+    Steps on the first ``steps`` batches of train + valid (median over
+    ``repeats``, after a 10-step warm-up); no evaluation. Multiply by
+    ``ceil(N / batch)`` and the epochs for the training cost of a run.
+    """
+    c0 = configs[0]
+    parts = [(dataset.X_train, dataset.Y_train)]
+    if dataset.X_valid is not None:
+        parts.append((dataset.X_valid, dataset.Y_valid))
+    X_np, Y_np = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    steps = max(1, min(steps, math.ceil(len(X_np) / c0.batch_size)))
+    n = min(len(X_np), steps * c0.batch_size)
+    device = torch.device(c0.device)
+    with _threads(c0.threads):
+        tr = StackedHMCTrainer([dataclasses.replace(c, epochs=1) for c in configs])
+        stack, opt, scfgs = tr._new_stack(dataset, device)
+        losses, extras = tr._losses(stack, scfgs, dataset, Y_np[:n], device)
+        X = torch.as_tensor(X_np[:n], dtype=torch.float32, device=device)
+        Y = torch.as_tensor(Y_np[:n], dtype=torch.float32, device=device)
+        gens = [torch.Generator().manual_seed(c.seed) for c in scfgs]
+        none = [None] * len(scfgs)
+        w = 10 * c0.batch_size
+        tr._train(stack, opt, losses, extras, X[:w], Y[:w], 1, gens, none)  # warm-up
+        runs = [tr._train(stack, opt, losses, extras, X, Y, 1, gens, none)[1:] for _ in range(repeats)]
+    wall, cpu = np.median(np.array(runs), axis=0)
+    k = math.ceil(n / c0.batch_size)
+    return float(wall) / k, float(cpu) / k
+
+
+def stack_speed(dataset, config: HMCConfig, sizes: Sequence[int] = (1, 18), *, steps: int = 200,
+                repeats: int = 3) -> dict[int, tuple[float, float]]:
+    """Measured seconds per epoch (train + valid, batch ``config.batch_size``) of stacks of each size.
+
+    The stack holds ``size`` copies of ``config`` with seeds 0..size-1; the time
+    is the median over ``repeats`` of ``steps`` training steps
+    (:func:`stack_step_seconds`), scaled to one epoch of ``ceil(N / batch)``
+    steps. Returns ``{size: (wall, CPU) seconds per epoch}`` of the whole stack
+    (divide by the size for the cost per model).
+    """
+    n_all = len(dataset.X_train) + (len(dataset.X_valid) if dataset.X_valid is not None else 0)
+    n_epoch = math.ceil(n_all / config.batch_size)
+    out = {}
+    for size in sizes:
+        cfgs = [dataclasses.replace(config, seed=s) for s in range(size)]
+        wall, cpu = stack_step_seconds(dataset, cfgs, steps=steps, repeats=repeats)
+        out[size] = (wall * n_epoch, cpu * n_epoch)
+    return out
