@@ -399,6 +399,16 @@ def group_log_softmax(z: Tensor, groups: Tensor, n_groups: int | None = None) ->
 # --------------------------------------------------------------------------
 # Backbone
 # --------------------------------------------------------------------------
+def mlp_blocks(x: Tensor, layers, activation: str, dropout: float, training: bool) -> Tensor:
+    """``x`` through each layer, then ``relu`` (or ``tanh``), then dropout when ``dropout > 0``."""
+    act = torch.relu if activation == "relu" else torch.tanh
+    for lin in layers:
+        x = act(lin(x))
+        if dropout > 0:
+            x = F.dropout(x, dropout, training)
+    return x
+
+
 class MLP(nn.Module):
     """Feature extractor: ``n_hidden`` blocks ``Linear -> activation -> Dropout``.
 
@@ -423,12 +433,7 @@ class MLP(nn.Module):
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
 
     def forward(self, x: Tensor) -> Tensor:
-        act = torch.relu if self.activation == "relu" else torch.tanh
-        for lin in self.layers:
-            x = act(lin(x))
-            if self.dropout > 0:
-                x = F.dropout(x, self.dropout, self.training)
-        return x
+        return mlp_blocks(x, self.layers, self.activation, self.dropout, self.training)
 
 
 class HMCModel(nn.Module):

@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from functools import partial
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -572,6 +573,35 @@ def _make_optimizer(model: nn.Module, config: HMCConfig, device: torch.device) -
         return torch.optim.Adam(model.parameters(), **kw)
 
 
+def _training_parts(ds, cfg: HMCConfig):
+    """The splits one run trains on: ``(ds, has_valid, train_part, final_parts, final_name)``.
+
+    With early stopping (``epochs=None``) and no validation file, ``ds`` gets a seeded
+    validation split of ``cfg.valid_fraction``. ``train_part`` is ``(X, Y)`` of the
+    selection phase; ``final_parts`` the ``(X, Y)`` parts of the final training set
+    (train + valid with ``retrain``, else train), named ``final_name``.
+    """
+    full = ds
+    if ds.X_valid is None and cfg.epochs is None:
+        ds = ds.split_validation(cfg.valid_fraction, seed=0)
+    train_part = (ds.X_train, ds.Y_train)
+    if cfg.retrain:  # final training set: everything but test
+        final_parts = [(full.X_train, full.Y_train)]
+        if full.X_valid is not None:
+            final_parts.append((full.X_valid, full.Y_valid))
+    else:
+        final_parts = [train_part]
+    final_name = "train+valid" if cfg.retrain and full.X_valid is not None else "train"
+    return ds, ds.X_valid is not None, train_part, final_parts, final_name
+
+
+def _as_tensors(*parts, device) -> tuple[Tensor, Tensor]:
+    """Concatenated ``(X, Y)`` float32 tensors on ``device`` of ``(X, Y)`` numpy parts."""
+    X = torch.as_tensor(np.concatenate([p[0] for p in parts]), dtype=torch.float32, device=device)
+    Y = torch.as_tensor(np.concatenate([p[1] for p in parts]), dtype=torch.float32, device=device)
+    return X, Y
+
+
 class HMCTrainer:
     """Seeded trainer for one :class:`HMCConfig` (module docs for the protocol).
 
@@ -646,23 +676,8 @@ class HMCTrainer:
         cfg = self.config
         select = cfg.epochs is None
         full = ds
-        if ds.X_valid is None and select:
-            ds = ds.split_validation(cfg.valid_fraction, seed=0)
-        has_valid = ds.X_valid is not None
-
-        def tensors(*parts):
-            X = torch.as_tensor(np.concatenate([p[0] for p in parts]), dtype=torch.float32, device=device)
-            Y = torch.as_tensor(np.concatenate([p[1] for p in parts]), dtype=torch.float32, device=device)
-            return X, Y
-
-        train_part = (ds.X_train, ds.Y_train)
-        if cfg.retrain:  # final training set: everything but test
-            final_parts = [(full.X_train, full.Y_train)]
-            if full.X_valid is not None:
-                final_parts.append((full.X_valid, full.Y_valid))
-        else:
-            final_parts = [train_part]
-        final_name = "train+valid" if cfg.retrain and full.X_valid is not None else "train"
+        ds, has_valid, train_part, final_parts, final_name = _training_parts(ds, cfg)
+        tensors = partial(_as_tensors, device=device)
         y_freq = full.Y_train  # node frequencies: the training file
 
         history: list[dict] = []

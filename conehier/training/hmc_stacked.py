@@ -50,23 +50,25 @@ import dataclasses
 import json
 import math
 import time
+from functools import partial
 from types import SimpleNamespace
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..evaluation.functional import average_precision
-from ..models.heads import HMCModel, build_head, sample_weights
+from ..models.heads import HMCModel, build_head, mlp_blocks, sample_weights
 from .hmc import (
     _WEIGHTINGS,
     HMCConfig,
     HMCResult,
+    _as_tensors,
     _make_optimizer,
     _seeded,
     _threads,
+    _training_parts,
     build_model,
     evaluate_hmc,
     make_loss,
@@ -204,12 +206,7 @@ class StackedHMC(nn.Module):
 
     def backbone(self, x: Tensor) -> Tensor:
         """``(M, B, F) -> (M, B, hidden)``: ``layers - 1`` blocks Linear -> activation -> dropout."""
-        act = torch.relu if self.activation == "relu" else torch.tanh
-        for lin in self.layers:
-            x = act(lin(x))
-            if self.dropout > 0:
-                x = F.dropout(x, self.dropout, self.training)
-        return x
+        return mlp_blocks(x, self.layers, self.activation, self.dropout, self.training)
 
     def forward(self, x: Tensor) -> list[Tensor]:
         h = self.backbone(x)
@@ -392,23 +389,8 @@ class StackedHMCTrainer:
         M = len(self.configs)
         select = c0.epochs is None
         full = ds
-        if ds.X_valid is None and select:
-            ds = ds.split_validation(c0.valid_fraction, seed=0)
-        has_valid = ds.X_valid is not None
-
-        def tensors(*parts):
-            X = torch.as_tensor(np.concatenate([p[0] for p in parts]), dtype=torch.float32, device=device)
-            Y = torch.as_tensor(np.concatenate([p[1] for p in parts]), dtype=torch.float32, device=device)
-            return X, Y
-
-        train_part = (ds.X_train, ds.Y_train)
-        if c0.retrain:
-            final_parts = [(full.X_train, full.Y_train)]
-            if full.X_valid is not None:
-                final_parts.append((full.X_valid, full.Y_valid))
-        else:
-            final_parts = [train_part]
-        final_name = "train+valid" if c0.retrain and full.X_valid is not None else "train"
+        ds, has_valid, train_part, final_parts, final_name = _training_parts(ds, c0)
+        tensors = partial(_as_tensors, device=device)
         cfgs = [self.configs[i] for i in self.order]  # stack order from here on
 
         def draw_weights(c, Y_np):
