@@ -275,9 +275,11 @@ def embed(
     ev = cfg.eval
     if ev.reconstruction or (ev.reconstruction is None and h.n <= ev.max_reconstruction_nodes):
         kinds = ("basic", "closure") if ev.reconstruction_positives == "both" else (ev.reconstruction_positives,)
+        lam = ev.reconstruction_distance_weight
+        score = (lambda pairs: m.is_a_energy(pairs) + lam * m.distance(pairs)) if lam else m.is_a_energy
         for i, kind in enumerate(kinds):
             metrics["reconstruction" if i == 0 else f"reconstruction_{kind}"] = reconstruction(
-                m.is_a_energy, h, positives=kind, max_nodes=max(h.n, ev.max_reconstruction_nodes),
+                score, h, positives=kind, max_nodes=max(h.n, ev.max_reconstruction_nodes),
                 chunk_pairs=max(4096, (1 << 24) // cfg.model.dim), device=device,
             )
     metrics["train_sizes"] = split.sizes()

@@ -32,6 +32,17 @@ def test_embed_reconstruction_both_protocols():
     assert basic["n_positive"] + basic["n_negative"] == closure["n_positive"] + closure["n_negative"] == 15 * 14
 
 
+def test_embed_reconstruction_distance_tie_break():
+    kw = dict(train_percent=50, epochs=10, batch_size=16, lr=0.05, eval_every=10, progress=False, reconstruction=True)
+    plain = embed("toy:3,2", "order", 2, **kw)
+    tied = embed("toy:3,2", "order", 2, reconstruction_distance_weight=0.01, **kw)
+    assert tied.config.eval.reconstruction_distance_weight == 0.01
+    assert np.array_equal(plain.embeddings, tied.embeddings) and plain.metrics["test_f1"] == tied.metrics["test_f1"]
+    assert 0 <= tied.metrics["reconstruction"]["f1"] <= 1
+    with pytest.raises(ValueError, match="reconstruction_distance_weight must be >= 0"):
+        make_config("order", 2, reconstruction_distance_weight=-1.0)
+
+
 def test_embed_is_reproducible():
     kw = dict(train_percent=50, epochs=5, batch_size=16, eval_every=5, progress=False, parametrization="exp0",
               optimizer="adam", lr=0.01, init="random")

@@ -122,6 +122,36 @@ def test_an_interrupted_cell_resumes_from_its_checkpoint(capsys, tmp_path):
     assert again["metrics"] == first["metrics"]
 
 
+def test_two_processes_share_one_output_directory(capsys, tmp_path, monkeypatch):
+    """A cell claimed elsewhere is skipped; cells another process records meanwhile are kept."""
+    table = _toy_table(tmp_path / "toy.json")
+    out = tmp_path / "r"
+    with runner._lock(out / "cells" / ".order-2.lock", wait=False) as mine:
+        assert mine
+        code, text, _ = _run(capsys, "reproduce", str(table), "--out", str(out), "--no-progress")
+    assert code == 0 and "order-2: running in another process, skipped" in text
+    res = json.loads((out / "results.json").read_text())
+    assert set(res["metrics"]) == {"euclidean-cones-2"}
+
+    # while this process trains order-2, "another" one records a result for euclidean-cones-2
+    real_embed = runner.embed
+    other = {"test_f1": 12.5, "f1": 0.125}
+
+    def embed_and_meanwhile(*args, **kwargs):
+        result = real_embed(*args, **kwargs)
+        t = runner.load_table(str(table))
+        runner._record(out, t, False, "elsewhere", "euclidean-cones-2", metrics=other, config={"x": 1},
+                       cell=dict(res["cells"]["euclidean-cones-2"], finished="later"))
+        return result
+
+    monkeypatch.setattr(runner, "embed", embed_and_meanwhile)
+    code, text, _ = _run(capsys, "reproduce", str(table), "--out", str(out), "--no-progress", "--cell", "order-2")
+    merged = json.loads((out / "results.json").read_text())
+    assert code == 0 and set(merged["metrics"]) == {"order-2", "euclidean-cones-2"}
+    assert merged["metrics"]["euclidean-cones-2"] == other and merged["cells"]["euclidean-cones-2"]["finished"] == "later"
+    assert "12.5" in (out / "results.md").read_text()
+
+
 def test_protocols_compare_on_shared_keys():
     a = {"config": {"train": {"epochs": 3, "lr": 0.1}}, "hierarchy": "ethec"}
     assert runner.same_protocol(a, {"config": {"train": {"epochs": 3, "lr": 0.1, "new_field": 1}}, "hierarchy": "ethec"})

@@ -8,10 +8,16 @@ Each cell trains into ``OUT/cells/<id>/`` (``embed(out=...)``: an interrupted ce
 resumes from its checkpoint). ``results.json`` is rewritten after every cell; a
 cell already there with the same protocol (hierarchy, split, resolved config) is
 skipped unless ``force``; a cell whose configuration changed since is run again.
+
+Several processes may run cells of one table into the same ``OUT`` at once (one
+per core): each cell is claimed with a lock file (a cell another process is
+running is skipped), and each finished cell is merged into ``results.json`` under
+a table lock, re-reading what the other processes wrote.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
@@ -29,6 +35,11 @@ from ..jsonutil import to_jsonable
 from ..training.trainer import resolve_device
 from . import report
 from .tables import Table, load_table
+
+try:  # POSIX advisory locks; elsewhere one process per output directory
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
 
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
@@ -96,6 +107,25 @@ def load_results(out: str | os.PathLike) -> dict | None:
         raise ValueError(f"{p} is not valid JSON ({exc}); move it away to start over") from None
 
 
+@contextlib.contextmanager
+def _lock(path: Path, *, wait: bool = True):
+    """Hold an exclusive lock on ``path`` (created); yields False when ``wait`` is off and it is taken."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        if fcntl is None:
+            yield True
+            return
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def _fresh_results(table: Table, quick: bool, old: dict | None) -> dict:
     """The results dict with the table's current description, keeping the cell results of ``old``."""
     ids = [c.id for c in table.cells]
@@ -128,6 +158,25 @@ def _finish(res: dict, out: Path) -> None:
     res["updated"] = _now()
     _write_atomic(out / RESULTS_JSON, json.dumps(to_jsonable(res), indent=2, ensure_ascii=False) + "\n")
     _write_atomic(out / RESULTS_MD, report.results_markdown(res))
+
+
+def _record(out: Path, table: Table, quick: bool, command: str, cell_id: str, *,
+            metrics: dict | None, config: dict | None, cell: dict) -> dict:
+    """Merge one cell's outcome into ``OUT/results.json`` under the table lock; returns the merged dict.
+
+    ``metrics`` None records a failure (any earlier numbers of the cell are dropped).
+    """
+    with _lock(out / ".results.lock"):
+        res = _fresh_results(table, quick, load_results(out))
+        res["command"] = command
+        res["cells"][cell_id] = cell
+        if metrics is None:
+            res["metrics"].pop(cell_id, None)
+        else:
+            res["metrics"][cell_id] = metrics
+            res["config"][cell_id] = config
+        _finish(res, out)
+    return res
 
 
 def same_protocol(stored, current) -> bool:
@@ -180,74 +229,89 @@ def reproduce(
             kind = "quick smoke" if old.get("quick") else "full"
             raise ValueError(f"{out} holds {kind} results: {'drop' if quick else 'add'} --quick or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
-    res = _fresh_results(t, quick, old)
-    res["command"] = f"conehier reproduce {t.name}" + (" --quick" if quick else "")
+    command = f"conehier reproduce {t.name}" + (" --quick" if quick else "")
     if threads:
         torch.set_num_threads(int(threads))
     n = len(selected)
     log(f"{t.name}: {n} of {len(t.cells)} cell(s){' (quick)' if quick else ''} -> {out}")
     for i, cell in enumerate(selected, 1):
         tag = f"[{i}/{n}] {cell.id}"
-        if is_done(res, t, cell, quick) and not force:
-            log(f"{tag}: done before, skipped (--force to run it again)")
-            continue
-        cell_dir = out / "cells" / cell.id
-        protocol = to_jsonable(t.protocol(cell, quick=quick))
-        run_file = cell_dir / "protocol.json"
-        stale = run_file.is_file() and not same_protocol(json.loads(run_file.read_text(encoding="utf-8")), protocol)
-        if cell_dir.exists() and (force or stale or not run_file.is_file()):
-            if stale:
-                log(f"{tag}: configuration changed since the stored run: starting over")
-            shutil.rmtree(cell_dir)
-        resumed = (cell_dir / "checkpoints").is_dir()
-        cell_dir.mkdir(parents=True, exist_ok=True)
-        _write_atomic(run_file, json.dumps(protocol, indent=2) + "\n")
-        cfg = t.config(cell, quick=quick, device=device, threads=threads)
-        log(f"{tag}: {cell.model}, dim {cell.dim}, {cell.train_percent:g}% non-basic in train, "
-            f"{cfg.train.epochs} epochs{' (resuming)' if resumed else ''}")
-        t0 = time.perf_counter()
-        try:
-            result = embed(t.hierarchy, config=cfg, train_percent=cell.train_percent, data_dir=data_dir,
-                           out=cell_dir, progress=progress)
-        except CELL_ERRORS as exc:
-            msg = f"{type(exc).__name__}: {exc}"
-            (cell_dir / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
-            res["cells"][cell.id] = {"error": msg, "protocol": protocol, "finished": _now(),
-                                     "machine": machine_info(cfg.train.device)}
-            res["metrics"].pop(cell.id, None)
-            _finish(res, out)
-            log(f"{tag}: FAILED ({msg}); traceback in {cell_dir / 'error.txt'}")
-            continue
-        wall = time.perf_counter() - t0
-        m = result.metrics
-        ours = {metric.name: metric.extract(m) for metric in t.metrics}
-        res["metrics"][cell.id] = ours
-        res["config"][cell.id] = {"hierarchy": t.hierarchy, "train_percent": cell.train_percent, **cfg.to_dict()}
-        res["cells"][cell.id] = {
-            "wall_seconds": wall,
-            "train_seconds": m.get("train_seconds"),
-            "seconds_per_epoch": m.get("seconds_per_epoch"),
-            "epochs": m.get("epochs"),
-            "best_epoch": m.get("best_epoch"),
-            "resumed": resumed,
-            "finished": _now(),
-            "machine": machine_info(m.get("device")),
-            "protocol": protocol,
-            "run_dir": str(Path("cells") / cell.id),
-            "command": f"{res['command']} --cell {cell.id}",
-            "raw_metrics": {k: v for k, v in m.items() if k != "history"},
-        }
-        if not keep_checkpoints:
-            shutil.rmtree(cell_dir / "checkpoints", ignore_errors=True)
+        with _lock(out / "cells" / f".{cell.id}.lock", wait=False) as mine:
+            if not mine:
+                log(f"{tag}: running in another process, skipped")
+                continue
+            with _lock(out / ".results.lock"):
+                res = _fresh_results(t, quick, load_results(out))
+            if is_done(res, t, cell, quick) and not force:
+                log(f"{tag}: done before, skipped (--force to run it again)")
+                continue
+            res = _run_cell(t, cell, out, quick=quick, force=force, command=command, device=device, threads=threads,
+                            data_dir=data_dir, progress=progress, keep_checkpoints=keep_checkpoints,
+                            tag=tag, log=log)
+    with _lock(out / ".results.lock"):
+        res = _fresh_results(t, quick, load_results(out))
+        res["command"] = command
         _finish(res, out)
-        parts = [f"{metric.label} paper {metric.fmt(cell.paper[metric.name])} ours {metric.fmt(ours[metric.name])}"
-                 for metric in t.metrics]
-        log(f"{tag}: {'; '.join(parts)}  ({report.fmt_seconds(wall)}, {m.get('seconds_per_epoch', 0):.3f} s/epoch, "
-            f"best epoch {m.get('best_epoch')})")
-    _finish(res, out)
     log("")
     log(report.text_table(res))
     log(f"\nwrote {out / RESULTS_JSON} and {out / RESULTS_MD}")
+    return res
+
+
+def _run_cell(t: Table, cell, out: Path, *, quick, force, command, device, threads, data_dir, progress,
+              keep_checkpoints, tag, log) -> dict:
+    """Train one cell into ``OUT/cells/<id>`` (resuming its checkpoint) and record it; returns the results."""
+    cell_dir = out / "cells" / cell.id
+    protocol = to_jsonable(t.protocol(cell, quick=quick))
+    run_file = cell_dir / "protocol.json"
+    stale = run_file.is_file() and not same_protocol(json.loads(run_file.read_text(encoding="utf-8")), protocol)
+    if cell_dir.exists() and (force or stale or not run_file.is_file()):
+        if stale:
+            log(f"{tag}: configuration changed since the stored run: starting over")
+        shutil.rmtree(cell_dir)
+    resumed = (cell_dir / "checkpoints").is_dir()
+    cell_dir.mkdir(parents=True, exist_ok=True)
+    _write_atomic(run_file, json.dumps(protocol, indent=2) + "\n")
+    cfg = t.config(cell, quick=quick, device=device, threads=threads)
+    log(f"{tag}: {cell.model}, dim {cell.dim}, {cell.train_percent:g}% non-basic in train, "
+        f"{cfg.train.epochs} epochs{' (resuming)' if resumed else ''}")
+    t0 = time.perf_counter()
+    try:
+        result = embed(t.hierarchy, config=cfg, train_percent=cell.train_percent, data_dir=data_dir,
+                       out=cell_dir, progress=progress)
+    except CELL_ERRORS as exc:
+        msg = f"{type(exc).__name__}: {exc}"
+        (cell_dir / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
+        res = _record(out, t, quick, command, cell.id, metrics=None, config=None,
+                      cell={"error": msg, "protocol": protocol, "finished": _now(),
+                            "machine": machine_info(cfg.train.device)})
+        log(f"{tag}: FAILED ({msg}); traceback in {cell_dir / 'error.txt'}")
+        return res
+    wall = time.perf_counter() - t0
+    m = result.metrics
+    ours = {metric.name: metric.extract(m) for metric in t.metrics}
+    rec = {
+        "wall_seconds": wall,
+        "train_seconds": m.get("train_seconds"),
+        "seconds_per_epoch": m.get("seconds_per_epoch"),
+        "epochs": m.get("epochs"),
+        "best_epoch": m.get("best_epoch"),
+        "resumed": resumed,
+        "finished": _now(),
+        "machine": machine_info(m.get("device")),
+        "protocol": protocol,
+        "run_dir": str(Path("cells") / cell.id),
+        "command": f"{command} --cell {cell.id}",
+        "raw_metrics": {k: v for k, v in m.items() if k != "history"},
+    }
+    if not keep_checkpoints:
+        shutil.rmtree(cell_dir / "checkpoints", ignore_errors=True)
+    res = _record(out, t, quick, command, cell.id, metrics=ours,
+                  config={"hierarchy": t.hierarchy, "train_percent": cell.train_percent, **cfg.to_dict()}, cell=rec)
+    parts = [f"{metric.label} paper {metric.fmt(cell.paper[metric.name])} ours {metric.fmt(ours[metric.name])}"
+             for metric in t.metrics]
+    log(f"{tag}: {'; '.join(parts)}  ({report.fmt_seconds(wall)}, {m.get('seconds_per_epoch', 0):.3f} s/epoch, "
+        f"best epoch {m.get('best_epoch')})")
     return res
 
 

@@ -202,5 +202,18 @@ class EmbeddingModel(nn.Module):
             e = (1 + self.alpha * (u.norm(dim=-1) - v.norm(dim=-1))) * e
         return e.reshape(pairs.shape[:-1])
 
+    def distance(self, pairs: torch.Tensor) -> torch.Tensor:
+        """Distance between the two points of index pairs ``(..., 2) -> (...)``.
+
+        Poincaré distance on the ball geometries, Euclidean distance otherwise.
+        """
+        flat = pairs.reshape(-1, 2)
+        pts = self.points(flat.reshape(-1)).reshape(-1, 2, self.dim)
+        if self.geometry in BALL_GEOMETRIES:
+            d = poincare_distance(pts[:, 0], pts[:, 1])
+        else:
+            d = (pts[:, 0] - pts[:, 1]).norm(dim=-1)
+        return d.reshape(pairs.shape[:-1])
+
     def extra_repr(self) -> str:
         return f"n={self.n}, dim={self.dim}, geometry={self.geometry!r}, K={self.K}, parametrization={self.parametrization!r}"

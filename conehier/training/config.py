@@ -81,12 +81,17 @@ class EvalConfig(_Config):
     reconstruction: bool | None = None  # None: only when the hierarchy has <= max_reconstruction_nodes
     #: "basic", "closure", or "both" (basic under ``reconstruction``, closure under ``reconstruction_closure``)
     reconstruction_positives: str = "basic"
+    #: lambda in the reconstruction score ``E(u, v) + lambda d(u, v)``: breaks the ties of pairs inside
+    #: a cone / orthant (energy 0 for every ancestor) in favour of the nearer, i.e. the parent
+    reconstruction_distance_weight: float = 0.0
     max_reconstruction_nodes: int = 5000
 
     def __post_init__(self):
         if self.reconstruction_positives not in ("basic", "closure", "both"):
             raise ValueError(f"reconstruction_positives must be 'basic', 'closure' or 'both', "
                              f"got {self.reconstruction_positives!r}")
+        if not self.reconstruction_distance_weight >= 0:
+            raise ValueError(f"reconstruction_distance_weight must be >= 0, got {self.reconstruction_distance_weight!r}")
 
 
 @dataclass

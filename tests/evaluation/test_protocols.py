@@ -46,3 +46,17 @@ def test_reconstruction_rank_counts_only_false_candidates():
     # child 2: the root (true) has one false candidate (leaf 1) ahead: rank 2, AP 1/2
     assert np.isclose(r["mean_rank"], (1 + 2 + 1) / 3)
     assert np.isclose(r["map"], (1 + 0.5 + 1) / 3)
+
+
+def test_reconstruction_distance_tie_break_prefers_the_parent():
+    """A chain root < a < b in order embeddings: every ancestor pair has energy 0, so the
+    grandparent pair (root, b) ties with the two parent edges until the distance breaks it."""
+    from conehier.models.embedding import EmbeddingModel
+
+    h = toy_tree(2, 1)
+    m = EmbeddingModel(3, 2, "order")
+    m.set_points_(torch.tensor([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0]]))
+    tied = reconstruction(m.is_a_energy, h, positives="basic")
+    assert np.isclose(tied["f1"], 2 * (2 / 3) / (2 / 3 + 1))  # precision 2/3, recall 1
+    broken = reconstruction(lambda p: m.is_a_energy(p) + 0.01 * m.distance(p), h, positives="basic")
+    assert broken["f1"] == 1.0 and broken["tnr"] == 1.0

@@ -66,6 +66,25 @@ def test_poincare_is_a_score():
     assert torch.allclose(m(torch.tensor([[0, 1]])), d.reshape(1))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_distance_matches_the_geometry(dtype):
+    pts = torch.tensor([[0.1, 0.0], [0.5, 0.0], [0.0, -0.3]], dtype=dtype)
+    pairs = torch.tensor([[[0, 1], [1, 2]], [[2, 2], [0, 2]]])
+    for geometry in ("hyperbolic-cones", "poincare"):
+        m = EmbeddingModel(3, 2, geometry, dtype=dtype)
+        m.set_points_(pts)
+        d = m.distance(pairs)
+        ref = poincare_distance(pts[pairs[..., 0]], pts[pairs[..., 1]])
+        assert d.shape == (2, 2) and d.dtype == dtype and torch.allclose(d, ref)
+        # hand value: d(0.1 e1, 0.5 e1) = 2 artanh((0.5 - 0.1) / (1 - 0.05))
+        assert math.isclose(d[0, 0].item(), 2 * math.atanh(0.4 / 0.95), rel_tol=1e-5)
+    m = EmbeddingModel(3, 2, "order", dtype=dtype)
+    m.set_points_(pts)
+    assert torch.allclose(m.distance(pairs), torch.tensor([[0.4, math.hypot(0.5, 0.3)], [0.0, math.hypot(0.1, 0.3)]],
+                                                           dtype=dtype))
+    assert m.distance(pairs)[1, 0] == 0  # coincident points
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="unknown geometry"):
         EmbeddingModel(3, 2, "spherical")
