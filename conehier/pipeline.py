@@ -148,17 +148,17 @@ def resolve_hierarchy_and_split(
 POINCARE_ALPHAS = (0.0, 0.1, 1.0, 10.0, 100.0, 1000.0)
 
 
-def link_eval(model: EmbeddingModel, split: EdgeSplit, device=None) -> dict:
-    """Link prediction of ``model`` on ``split``; for Poincaré embeddings the is-a score's
-    ``alpha`` is also chosen on validation (reported as ``alpha``)."""
+def link_eval(model: EmbeddingModel, split: EdgeSplit, device=None, rule: str = "edge") -> dict:
+    """Link prediction of ``model`` on ``split`` (``rule``: the threshold rule); for Poincaré
+    embeddings the is-a score's ``alpha`` is also chosen on validation (reported as ``alpha``)."""
     if model.geometry != "poincare":
-        return evaluate_link_prediction(model.is_a_energy, split, device=device)
+        return evaluate_link_prediction(model.is_a_energy, split, device=device, rule=rule)
     best = None
     keep = model.alpha
     try:
         for a in POINCARE_ALPHAS:
             model.alpha = a
-            r = evaluate_link_prediction(model.is_a_energy, split, device=device)
+            r = evaluate_link_prediction(model.is_a_energy, split, device=device, rule=rule)
             if best is None or r["valid_f1"] > best["valid_f1"]:
                 best = {**r, "alpha": a}
     finally:
@@ -199,7 +199,7 @@ def _train(
         split.train,
         sampler,
         t,
-        evaluate=lambda m: link_eval(m, split, device=device),
+        evaluate=lambda m: link_eval(m, split, device=device, rule=cfg.eval.threshold),
         checkpoint_dir=checkpoint_dir,
         progress=progress,
         desc=desc,

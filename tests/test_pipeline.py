@@ -39,6 +39,10 @@ def test_embed_reconstruction_distance_tie_break():
     assert tied.config.eval.reconstruction_distance_weight == 0.01
     assert np.array_equal(plain.embeddings, tied.embeddings) and plain.metrics["test_f1"] == tied.metrics["test_f1"]
     assert 0 <= tied.metrics["reconstruction"]["f1"] <= 1
+    mid = embed("toy:3,2", "order", 2, threshold="midpoint", **kw)
+    assert mid.metrics["valid_f1"] == plain.metrics["valid_f1"] and mid.metrics["threshold"] >= plain.metrics["threshold"]
+    with pytest.raises(ValueError, match="threshold must be 'edge' or 'midpoint'"):
+        make_config("order", 2, threshold="middle")
     with pytest.raises(ValueError, match="reconstruction_distance_weight must be >= 0"):
         make_config("order", 2, reconstruction_distance_weight=-1.0)
 

@@ -54,20 +54,38 @@ def threshold_metrics(pos_energy: np.ndarray, neg_energy: np.ndarray, threshold:
     return _confusion(y, e <= threshold)
 
 
-def best_energy_threshold(pos_energy: np.ndarray, neg_energy: np.ndarray) -> tuple[float, float]:
-    """The energy threshold maximising F1 of ``energy <= t`` and that F1."""
+THRESHOLD_RULES = ("edge", "midpoint")
+
+
+def best_energy_threshold(pos_energy: np.ndarray, neg_energy: np.ndarray, *, rule: str = "edge") -> tuple[float, float]:
+    """An energy threshold maximising F1 of ``energy <= t``, and that F1.
+
+    Every ``t`` in ``[e*, e_next)`` gives the same F1, where ``e*`` is the energy of the
+    last pair accepted at the optimum and ``e_next`` the next larger energy present.
+    ``rule="edge"`` returns ``e*`` (the tightest); ``"midpoint"`` returns
+    ``(e* + e_next) / 2``, the middle of the gap, which leaves room on both sides for
+    pairs not seen (``e*`` when nothing is larger).
+    """
+    if rule not in THRESHOLD_RULES:
+        raise ValueError(f"threshold rule must be one of {THRESHOLD_RULES}, got {rule!r}")
     e = np.concatenate([pos_energy, neg_energy])
     y = np.zeros(len(e), np.int8)
     y[: len(pos_energy)] = 1
     thr, f1 = best_threshold_f1(y, -e)
-    return float(-thr), float(f1)
+    thr = float(-thr)
+    if rule == "midpoint" and np.isfinite(thr):
+        above = e[e > thr]
+        if len(above):
+            thr = 0.5 * (thr + float(above.min()))
+    return thr, float(f1)
 
 
-def link_prediction(valid_pos, valid_neg, test_pos, test_neg) -> dict:
+def link_prediction(valid_pos, valid_neg, test_pos, test_neg, *, rule: str = "edge") -> dict:
     """Ganea et al.'s protocol on precomputed energies: the threshold that maximises
-    validation F1 is applied to test. Returns ``valid_f1``, ``test_f1``,
-    ``test_precision``, ``test_recall``, ``test_accuracy`` and ``threshold``."""
-    thr, vf1 = best_energy_threshold(valid_pos, valid_neg)
+    validation F1 (``rule``: where in the optimal gap, see :func:`best_energy_threshold`)
+    is applied to test. Returns ``valid_f1``, ``test_f1``, ``test_precision``,
+    ``test_recall``, ``test_accuracy`` and ``threshold``."""
+    thr, vf1 = best_energy_threshold(valid_pos, valid_neg, rule=rule)
     t = threshold_metrics(test_pos, test_neg, thr)
     return {
         "threshold": thr,
@@ -79,10 +97,10 @@ def link_prediction(valid_pos, valid_neg, test_pos, test_neg) -> dict:
     }
 
 
-def evaluate_link_prediction(energy: EnergyFn, split, *, device=None) -> dict:
+def evaluate_link_prediction(energy: EnergyFn, split, *, device=None, rule: str = "edge") -> dict:
     """:func:`link_prediction` of ``energy`` on an :class:`EdgeSplit`'s valid/test pairs."""
     e = {k: pair_energies(energy, getattr(split, k), device=device) for k in ("valid", "valid_neg", "test", "test_neg")}
-    return link_prediction(e["valid"], e["valid_neg"], e["test"], e["test_neg"])
+    return link_prediction(e["valid"], e["valid_neg"], e["test"], e["test_neg"], rule=rule)
 
 
 @torch.no_grad()

@@ -76,8 +76,11 @@ class TrainConfig(_Config):
 
 @dataclass
 class EvalConfig(_Config):
-    """Which protocols run after training."""
+    """Which protocols run after training, and how link prediction picks its threshold."""
 
+    #: where in the gap of validation-F1-optimal energies the threshold goes: "edge" (the
+    #: largest accepted validation energy) or "midpoint" (halfway to the next larger one)
+    threshold: str = "edge"
     reconstruction: bool | None = None  # None: only when the hierarchy has <= max_reconstruction_nodes
     #: "basic", "closure", or "both" (basic under ``reconstruction``, closure under ``reconstruction_closure``)
     reconstruction_positives: str = "basic"
@@ -90,6 +93,8 @@ class EvalConfig(_Config):
         if self.reconstruction_positives not in ("basic", "closure", "both"):
             raise ValueError(f"reconstruction_positives must be 'basic', 'closure' or 'both', "
                              f"got {self.reconstruction_positives!r}")
+        if self.threshold not in ("edge", "midpoint"):
+            raise ValueError(f"threshold must be 'edge' or 'midpoint', got {self.threshold!r}")
         if not self.reconstruction_distance_weight >= 0:
             raise ValueError(f"reconstruction_distance_weight must be >= 0, got {self.reconstruction_distance_weight!r}")
 

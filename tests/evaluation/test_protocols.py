@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from conehier.data.builtin import toy_tree
@@ -14,6 +15,20 @@ def test_link_prediction_threshold_from_valid():
     assert np.isclose(r["test_f1"], 0.5) and np.isclose(r["test_accuracy"], 0.5)
     m = threshold_metrics(tp, tn, 0.2)
     assert m["tpr"] == 0.5 and m["tnr"] == 0.5
+
+
+def test_midpoint_threshold_rule():
+    vp, vn = np.array([0.0, 1.0]), np.array([3.0, 5.0])
+    tp, tn = np.array([0.5, 1.5]), np.array([2.5, 4.0])
+    edge = link_prediction(vp, vn, tp, tn)
+    mid = link_prediction(vp, vn, tp, tn, rule="midpoint")
+    assert edge["threshold"] == 1.0 and mid["threshold"] == 2.0  # halfway from 1 to 3
+    assert edge["valid_f1"] == mid["valid_f1"] == 1.0
+    assert np.isclose(edge["test_f1"], 2 / 3) and mid["test_f1"] == 1.0  # 1.5 is accepted only by the midpoint
+    # nothing above the optimum: the edge itself
+    assert link_prediction(vp, np.array([]), tp, tn, rule="midpoint")["threshold"] == 1.0
+    with pytest.raises(ValueError, match="threshold rule must be one of"):
+        link_prediction(vp, vn, tp, tn, rule="middle")
 
 
 def test_reconstruction_perfect_and_ranks():
