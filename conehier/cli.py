@@ -130,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="any other ModelConfig / TrainConfig field, e.g. --set init_epochs=20 --set init_optimizer=row-rsgd")
+                   help="any other ModelConfig / TrainConfig / EvalConfig field (JSON values), e.g. --set init_epochs=20 "
+                        "--set init_optimizer=row-rsgd --set threshold=midpoint")
     p.add_argument("--out", required=True, help="output directory (checkpoints: an interrupted run resumes here)")
     p.add_argument("--no-progress", action="store_true")
     _add_data_dir(p)

@@ -38,13 +38,18 @@ def test_embed_reconstruction_distance_tie_break():
     tied = embed("toy:3,2", "order", 2, reconstruction_distance_weight=0.01, **kw)
     assert tied.config.eval.reconstruction_distance_weight == 0.01
     assert np.array_equal(plain.embeddings, tied.embeddings) and plain.metrics["test_f1"] == tied.metrics["test_f1"]
-    assert 0 <= tied.metrics["reconstruction"]["f1"] <= 1
+    assert 0 <= tied.metrics["reconstruction"]["f1"] <= 1 and tied.metrics["reconstruction"]["distance_weight"] == 0.01
+    # a list: the weight with the best F1 is kept, as the threshold is
+    chosen = embed("toy:3,2", "order", 2, reconstruction_distance_weight=[0.0, 0.01], **kw).metrics["reconstruction"]
+    assert chosen["f1"] == max(plain.metrics["reconstruction"]["f1"], tied.metrics["reconstruction"]["f1"])
+    assert chosen["distance_weight"] in (0.0, 0.01)
     mid = embed("toy:3,2", "order", 2, threshold="midpoint", **kw)
     assert mid.metrics["valid_f1"] == plain.metrics["valid_f1"] and mid.metrics["threshold"] >= plain.metrics["threshold"]
     with pytest.raises(ValueError, match="threshold must be 'edge' or 'midpoint'"):
         make_config("order", 2, threshold="middle")
-    with pytest.raises(ValueError, match="reconstruction_distance_weight must be >= 0"):
-        make_config("order", 2, reconstruction_distance_weight=-1.0)
+    for bad in (-1.0, [], [0.0, -0.1]):
+        with pytest.raises(ValueError, match="reconstruction_distance_weight must be >= 0"):
+            make_config("order", 2, reconstruction_distance_weight=bad)
 
 
 def test_embed_is_reproducible():

@@ -152,10 +152,19 @@ def test_two_processes_share_one_output_directory(capsys, tmp_path, monkeypatch)
     assert "12.5" in (out / "results.md").read_text()
 
 
-def test_protocols_compare_on_shared_keys():
-    a = {"config": {"train": {"epochs": 3, "lr": 0.1}}, "hierarchy": "ethec"}
-    assert runner.same_protocol(a, {"config": {"train": {"epochs": 3, "lr": 0.1, "new_field": 1}}, "hierarchy": "ethec"})
-    assert not runner.same_protocol(a, {"config": {"train": {"epochs": 4, "lr": 0.1}}, "hierarchy": "ethec"})
+def test_protocols_compare_new_fields_by_their_default():
+    a = {"config": {"train": {"epochs": 3, "lr": 0.1}, "eval": {}}, "hierarchy": "ethec"}
+    assert runner.same_protocol(a, {"config": {"train": {"epochs": 3, "lr": 0.1}, "eval": {}}, "hierarchy": "ethec"})
+    assert not runner.same_protocol(a, {"config": {"train": {"epochs": 4, "lr": 0.1}, "eval": {}}, "hierarchy": "ethec"})
+    # a field the stored run predates agrees at its default (the old behaviour), not otherwise
+    later = {"config": {"train": {"epochs": 3, "lr": 0.1}, "eval": {"threshold": "edge"}}, "hierarchy": "ethec"}
+    assert runner.same_protocol(a, later)
+    later["config"]["eval"]["threshold"] = "midpoint"
+    assert not runner.same_protocol(a, later)
+    unknown = {"config": {"train": {"epochs": 3, "lr": 0.1, "no_such_field": 1}, "eval": {}}, "hierarchy": "ethec"}
+    assert not runner.same_protocol(a, unknown)
+    assert runner.same_protocol(unknown, a)  # a key only the stored run has is ignored
+    assert runner.protocol_defaults()["config"]["eval"]["threshold"] == "edge"
 
 
 def test_quick_and_full_results_never_mix(capsys, tmp_path):

@@ -31,6 +31,7 @@ import torch
 
 from .. import __version__
 from ..pipeline import embed
+from ..training.config import EmbedConfig
 from ..jsonutil import to_jsonable
 from ..training.trainer import resolve_device
 from . import report
@@ -179,15 +180,34 @@ def _record(out: Path, table: Table, quick: bool, command: str, cell_id: str, *,
     return res
 
 
-def same_protocol(stored, current) -> bool:
-    """Whether two protocols (nested dicts) agree on every key both have.
+def same_protocol(stored, current, defaults=None) -> bool:
+    """Whether two protocols (nested dicts) agree.
 
-    A key only one side has is ignored: a config field added to the library later
-    (whose default keeps the old behaviour) must not invalidate finished cells.
+    A key only ``current`` has (a config field added to the library after the stored
+    run) agrees when its value is the field's default in ``defaults`` (same nesting;
+    default: :func:`protocol_defaults`): the old run behaved as the default does. Set
+    to anything else, the cell must run again. A key only ``stored`` has is ignored.
     """
+    if defaults is None:
+        defaults = protocol_defaults()
     if isinstance(stored, dict) and isinstance(current, dict):
-        return all(same_protocol(stored[k], current[k]) for k in stored.keys() & current.keys())
+        d = defaults if isinstance(defaults, dict) else {}
+        for k, v in current.items():
+            if k in stored:
+                if not same_protocol(stored[k], v, d.get(k, _NO_DEFAULT)):
+                    return False
+            elif k not in d or not same_protocol(d[k], v, _NO_DEFAULT):
+                return False
+        return True
     return stored == current
+
+
+_NO_DEFAULT = object()
+
+
+def protocol_defaults() -> dict:
+    """The default of every config field, nested as in a cell's protocol."""
+    return {"config": to_jsonable(EmbedConfig().to_dict())}
 
 
 def is_done(res: dict, table: Table, cell, quick: bool) -> bool:

@@ -85,8 +85,9 @@ class EvalConfig(_Config):
     #: "basic", "closure", or "both" (basic under ``reconstruction``, closure under ``reconstruction_closure``)
     reconstruction_positives: str = "basic"
     #: lambda in the reconstruction score ``E(u, v) + lambda d(u, v)``: breaks the ties of pairs inside
-    #: a cone / orthant (energy 0 for every ancestor) in favour of the nearer, i.e. the parent
-    reconstruction_distance_weight: float = 0.0
+    #: a cone / orthant (energy 0 for every ancestor) in favour of the nearer, i.e. the parent. A list:
+    #: the value with the best F1 is chosen, as the threshold is (reported as ``distance_weight``)
+    reconstruction_distance_weight: float | list = 0.0
     max_reconstruction_nodes: int = 5000
 
     def __post_init__(self):
@@ -95,8 +96,15 @@ class EvalConfig(_Config):
                              f"got {self.reconstruction_positives!r}")
         if self.threshold not in ("edge", "midpoint"):
             raise ValueError(f"threshold must be 'edge' or 'midpoint', got {self.threshold!r}")
-        if not self.reconstruction_distance_weight >= 0:
-            raise ValueError(f"reconstruction_distance_weight must be >= 0, got {self.reconstruction_distance_weight!r}")
+        lams = self.distance_weights()
+        if not lams or not all(isinstance(x, (int, float)) and x >= 0 for x in lams):
+            raise ValueError(f"reconstruction_distance_weight must be >= 0 (a number or a non-empty list), "
+                             f"got {self.reconstruction_distance_weight!r}")
+
+    def distance_weights(self) -> list:
+        """``reconstruction_distance_weight`` as a list of the values to try."""
+        w = self.reconstruction_distance_weight
+        return list(w) if isinstance(w, (list, tuple)) else [w]
 
 
 @dataclass
