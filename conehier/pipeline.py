@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .evaluation.protocols import evaluate_link_prediction, reconstruction
+from .evaluation.protocols import evaluate_link_prediction, pair_matrix, reconstruction
 from .hierarchy.graph import Hierarchy
 from .hierarchy.splits import EdgeSplit, split_edges
 from .models.embedding import GEOMETRIES, EmbeddingModel
@@ -275,12 +275,15 @@ def embed(
     ev = cfg.eval
     if ev.reconstruction or (ev.reconstruction is None and h.n <= ev.max_reconstruction_nodes):
         kinds = ("basic", "closure") if ev.reconstruction_positives == "both" else (ev.reconstruction_positives,)
+        max_nodes = max(h.n, ev.max_reconstruction_nodes)
+        lams = ev.distance_weights()
+        chunk = max(4096, (1 << 24) // cfg.model.dim)
+        E = pair_matrix(m.is_a_energy, h.n, chunk_pairs=chunk, device=device)  # scored once for every kind and lambda
+        D = pair_matrix(m.distance, h.n, chunk_pairs=chunk, device=device) if any(lams) else None
         for i, kind in enumerate(kinds):
             best = None
-            for lam in ev.distance_weights():  # chosen by F1 on the pairs, as the threshold is
-                score = (lambda pairs, lam=lam: m.is_a_energy(pairs) + lam * m.distance(pairs)) if lam else m.is_a_energy
-                r = reconstruction(score, h, positives=kind, max_nodes=max(h.n, ev.max_reconstruction_nodes),
-                                   chunk_pairs=max(4096, (1 << 24) // cfg.model.dim), device=device)
+            for lam in lams:  # chosen by F1 on the pairs, as the threshold is
+                r = reconstruction(E + lam * D if lam else E, h, positives=kind, max_nodes=max_nodes)
                 r["distance_weight"] = float(lam)
                 if best is None or r["f1"] > best["f1"]:
                     best = r

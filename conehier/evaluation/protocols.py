@@ -104,8 +104,24 @@ def evaluate_link_prediction(energy: EnergyFn, split, *, device=None, rule: str 
 
 
 @torch.no_grad()
+def pair_matrix(fn: EnergyFn, n: int, *, chunk_pairs: int = 1 << 18, device=None) -> np.ndarray:
+    """``M[u, v] = fn(pairs)`` for every ordered pair of ``n`` nodes: ``(n, n)`` in ``fn``'s dtype.
+
+    Whole child columns are scored at a time, about ``chunk_pairs`` pairs per call.
+    """
+    chunk_nodes = max(1, chunk_pairs // n)
+    idx = torch.arange(n, device=device)
+    cols = []
+    for s in range(0, n, chunk_nodes):
+        c = idx[s:s + chunk_nodes]
+        pairs = torch.stack(torch.meshgrid(idx, c, indexing="ij"), dim=-1)  # (n, c, 2): (u, v)
+        cols.append(fn(pairs).cpu().numpy())
+    return np.concatenate(cols, axis=1)
+
+
+@torch.no_grad()
 def reconstruction(
-    energy: EnergyFn,
+    energy: EnergyFn | np.ndarray,
     hierarchy: Hierarchy,
     *,
     positives: str = "basic",
@@ -120,8 +136,9 @@ def reconstruction(
     ancestor pair. Reports ``tpr``, ``tnr``, ``f1``, ``precision``, ``recall`` at the
     F1-maximising threshold, plus ``mean_rank`` (of each true ancestor among the
     candidates that are not true, 1 = best) and ``map`` (mean over nodes of the
-    average precision of ranking their true ancestors first). Energies are computed
-    about ``chunk_pairs`` pairs at a time (whole child columns); lower it for large dims.
+    average precision of ranking their true ancestors first). ``energy`` is a pair
+    scorer, called about ``chunk_pairs`` pairs at a time (whole child columns; lower it
+    for large dims), or the ``(n, n)`` matrix :func:`pair_matrix` makes of one.
     """
     n = hierarchy.n
     chunk_nodes = max(1, chunk_pairs // n)
@@ -135,12 +152,11 @@ def reconstruction(
         raise ValueError(f"positives must be 'basic' or 'closure', got {positives!r}")
     truth = np.zeros((n, n), bool)  # truth[u, v]: u is a true ancestor of v
     truth[pos[:, 0], pos[:, 1]] = True
-    E = np.empty((n, n), np.float64)
-    idx = torch.arange(n, device=device)
-    for s in range(0, n, chunk_nodes):
-        cols = idx[s:s + chunk_nodes]
-        pairs = torch.stack(torch.meshgrid(idx, cols, indexing="ij"), dim=-1)  # (n, c, 2): (u, v)
-        E[:, s:s + len(cols)] = energy(pairs).double().cpu().numpy()
+    if callable(energy):
+        energy = pair_matrix(energy, n, chunk_pairs=chunk_pairs, device=device)
+    E = np.asarray(energy, dtype=np.float64)
+    if E.shape != (n, n):
+        raise ValueError(f"energy matrix has shape {E.shape}, expected ({n}, {n}) for the hierarchy's {n} nodes")
     if not np.isfinite(E).all():
         raise FloatingPointError("energies contain NaN or inf: the embedding has diverged")
     off = ~np.eye(n, dtype=bool)

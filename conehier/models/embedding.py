@@ -182,11 +182,14 @@ class EmbeddingModel(nn.Module):
             return poincare_distance(u, v)
         return self._energy(u, v, K=self.K)
 
+    def _pair_points(self, pairs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The points of index pairs ``(..., 2)``, flattened: ``u, v`` of shape ``(P, d)``."""
+        pts = self.points(pairs.reshape(-1)).reshape(-1, 2, self.dim)
+        return pts[:, 0], pts[:, 1]
+
     def forward(self, pairs: torch.Tensor) -> torch.Tensor:
         """Training energy of index pairs ``(..., 2)`` -> ``(...)`` (Poincaré: the distance)."""
-        flat = pairs.reshape(-1, 2)
-        pts = self.points(flat.reshape(-1)).reshape(-1, 2, self.dim)
-        return self.pair_energy(pts[:, 0], pts[:, 1]).reshape(pairs.shape[:-1])
+        return self.pair_energy(*self._pair_points(pairs)).reshape(pairs.shape[:-1])
 
     def is_a_energy(self, pairs: torch.Tensor) -> torch.Tensor:
         """Score for link prediction: lower means "v is-a u" more likely; ``(..., 2) -> (...)``.
@@ -194,9 +197,7 @@ class EmbeddingModel(nn.Module):
         The energy itself for order embeddings and cones; for Poincaré embeddings
         Nickel & Kiela's is-a score ``(1 + alpha (||u|| - ||v||)) d(u, v)``.
         """
-        flat = pairs.reshape(-1, 2)
-        pts = self.points(flat.reshape(-1)).reshape(-1, 2, self.dim)
-        u, v = pts[:, 0], pts[:, 1]
+        u, v = self._pair_points(pairs)
         e = self.pair_energy(u, v)
         if self.geometry == "poincare":
             e = (1 + self.alpha * (u.norm(dim=-1) - v.norm(dim=-1))) * e
@@ -207,12 +208,8 @@ class EmbeddingModel(nn.Module):
 
         Poincaré distance on the ball geometries, Euclidean distance otherwise.
         """
-        flat = pairs.reshape(-1, 2)
-        pts = self.points(flat.reshape(-1)).reshape(-1, 2, self.dim)
-        if self.geometry in BALL_GEOMETRIES:
-            d = poincare_distance(pts[:, 0], pts[:, 1])
-        else:
-            d = (pts[:, 0] - pts[:, 1]).norm(dim=-1)
+        u, v = self._pair_points(pairs)
+        d = poincare_distance(u, v) if self.geometry in BALL_GEOMETRIES else (u - v).norm(dim=-1)
         return d.reshape(pairs.shape[:-1])
 
     def extra_repr(self) -> str:

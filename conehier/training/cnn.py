@@ -75,6 +75,7 @@ from ..models.heads import MLP, HMCModel, build_head, sample_weights
 from .distributed import DistInfo, all_reduce_mean, barrier, cleanup, init_distributed, make_sampler, wrap_ddp
 from ..jsonutil import to_jsonable
 from .hmc import HMCConfig, HMCLoss, tune_thresholds
+from .config import ConfigBase
 
 __all__ = [
     "CNN_HEADS",
@@ -108,7 +109,7 @@ _RUNTIME_FIELDS = {"epochs", "device", "threads", "num_workers", "eval_batch_siz
 # Configuration
 # --------------------------------------------------------------------------
 @dataclass
-class CNNConfig:
+class CNNConfig(ConfigBase):
     """One training run (module docs). ``backbone`` applies to image data only."""
 
     head: str = "per-level"
@@ -174,16 +175,6 @@ class CNNConfig:
     def selection(self) -> str:
         return self.select_metric or ("micro_f1" if self.softmax else "auprc")
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "CNNConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown CNNConfig option(s): {', '.join(sorted(unknown))}")
-        return cls(**d)
 
 
 # --------------------------------------------------------------------------

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 
 
-class _Config:
+class ConfigBase:
+    """``to_dict`` / ``from_dict`` for the config dataclasses (unknown keys are an error)."""
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -21,7 +23,7 @@ class _Config:
 
 
 @dataclass
-class ModelConfig(_Config):
+class ModelConfig(ConfigBase):
     """What is embedded and how it is scored (see :class:`EmbeddingModel`)."""
 
     geometry: str = "hyperbolic-cones"
@@ -34,7 +36,7 @@ class ModelConfig(_Config):
 
 
 @dataclass
-class TrainConfig(_Config):
+class TrainConfig(ConfigBase):
     """How the embedding is trained.
 
     ``lr`` is per summed-loss unit (the loss sums over pairs, as the thesis's eq.
@@ -75,7 +77,7 @@ class TrainConfig(_Config):
 
 
 @dataclass
-class EvalConfig(_Config):
+class EvalConfig(ConfigBase):
     """Which protocols run after training, and how link prediction picks its threshold."""
 
     #: where in the gap of validation-F1-optimal energies the threshold goes: "edge" (the
@@ -108,7 +110,7 @@ class EvalConfig(_Config):
 
 
 @dataclass
-class EmbedConfig(_Config):
+class EmbedConfig(ConfigBase):
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)

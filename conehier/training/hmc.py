@@ -84,6 +84,7 @@ from ..losses.multilabel import (
 )
 from ..models.heads import HEADS, MLP, HMCModel, build_head, inverse_frequency_weights, sample_weights
 from ..jsonutil import to_jsonable
+from .config import ConfigBase
 
 __all__ = [
     "CHMCNN_SETTINGS",
@@ -140,7 +141,7 @@ CHMCNN_SETTINGS: dict[str, dict] = {
 # Configuration and result
 # --------------------------------------------------------------------------
 @dataclass
-class HMCConfig:
+class HMCConfig(ConfigBase):
     """Everything one HMC training run depends on (defaults: C-HMCNN's cellcycle_FUN settings).
 
     ``model``: a head of :data:`~conehier.models.heads.HEADS` on an MLP with
@@ -222,16 +223,6 @@ class HMCConfig:
     def heads(self) -> int:
         return self.n_heads if self.n_heads is not None else (2 if self.loss == "rare-node" else 1)
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "HMCConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown HMCConfig option(s): {', '.join(sorted(unknown))}")
-        return cls(**d)
 
 
 def chmcnn_config(dataset: str, *, published_epochs: bool = False, **overrides) -> HMCConfig:

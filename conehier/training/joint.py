@@ -53,7 +53,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -74,6 +74,7 @@ from ..losses.margin import max_margin_loss
 from ..models.joint import JOINT_GEOMETRIES, JointEmbeddingModel
 from ..sampling import NegativeSampler
 from .trainer import epoch_generator, resolve_device
+from .config import ConfigBase
 
 __all__ = [
     "DECISIONS",
@@ -116,7 +117,7 @@ JOINT_DEFAULTS: dict[str, dict] = {
 # Configuration
 # --------------------------------------------------------------------------
 @dataclass
-class JointConfig:
+class JointConfig(ConfigBase):
     """Everything a joint run depends on. ``None`` learning rates / margin take
     :data:`JOINT_DEFAULTS` of the geometry.
 
@@ -191,16 +192,6 @@ class JointConfig:
             if not ok:
                 raise ValueError(msg)
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "JointConfig":
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown JointConfig option(s): {', '.join(sorted(unknown))}")
-        return cls(**d)
 
 
 # --------------------------------------------------------------------------

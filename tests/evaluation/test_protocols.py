@@ -75,3 +75,19 @@ def test_reconstruction_distance_tie_break_prefers_the_parent():
     assert np.isclose(tied["f1"], 2 * (2 / 3) / (2 / 3 + 1))  # precision 2/3, recall 1
     broken = reconstruction(lambda p: m.is_a_energy(p) + 0.01 * m.distance(p), h, positives="basic")
     assert broken["f1"] == 1.0 and broken["tnr"] == 1.0
+
+
+def test_reconstruction_takes_a_precomputed_energy_matrix():
+    from conehier.evaluation.protocols import pair_matrix
+
+    h = toy_tree(2, 2)
+    anc = torch.as_tensor(h.ancestor_matrix())
+
+    def energy(pairs):  # 0 on true ancestors, 1 elsewhere
+        return torch.where(anc[pairs[..., 1], pairs[..., 0]], 0.0, 1.0)
+
+    E = pair_matrix(energy, h.n, chunk_pairs=10)  # several column chunks
+    assert E.shape == (h.n, h.n) and E[0, 1] == 0.0 and E[1, 0] == 1.0
+    assert reconstruction(E, h, positives="closure") == reconstruction(energy, h, positives="closure")
+    with pytest.raises(ValueError, match=r"energy matrix has shape \(3, 3\), expected \(7, 7\)"):
+        reconstruction(np.zeros((3, 3)), h)
