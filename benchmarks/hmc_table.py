@@ -100,7 +100,7 @@ def _config(name: str, model: str, loss: str, epochs, args) -> tuple[HMCConfig, 
     """The config of one configuration of a row and its protocol text; a batch size or
     learning rate other than C-HMCNN's is named in the protocol (a stated deviation)."""
     over = dict(model=model, loss=loss, batch_size=args.batch_size, threads=args.threads, device=args.device,
-                max_epochs=args.max_epochs, patience=args.patience, lr=getattr(args, "lr", None))
+                max_epochs=args.max_epochs, patience=args.patience, lr=args.lr)
     final = "train+valid" if "valid" in hmc_files(name) else "train"
     if epochs == "auto":
         epochs = "published" if name in CHMCNN_SETTINGS else "early-stop"

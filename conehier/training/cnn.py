@@ -176,7 +176,6 @@ class CNNConfig(ConfigBase):
         return self.select_metric or ("micro_f1" if self.softmax else "auprc")
 
 
-
 # --------------------------------------------------------------------------
 # Data
 # --------------------------------------------------------------------------

@@ -224,7 +224,6 @@ class HMCConfig(ConfigBase):
         return self.n_heads if self.n_heads is not None else (2 if self.loss == "rare-node" else 1)
 
 
-
 def chmcnn_config(dataset: str, *, published_epochs: bool = False, **overrides) -> HMCConfig:
     """:class:`HMCConfig` with C-HMCNN's settings for ``dataset`` (hidden width, lr; with
     ``published_epochs`` also its epoch count, trained on train + valid).
