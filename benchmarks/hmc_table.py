@@ -1,6 +1,6 @@
 """The HMC benchmark table of issue 6: MLP / max-constraint MLP with several losses vs C-HMCNN.
 
-    CONEHIER_DATA=../shared/data python benchmarks/hmc_table.py --dataset cellcycle_FUN [--seeds 3]
+    CONEHIER_DATA=../shared/data python benchmarks/hmc_table.py --dataset cellcycle_FUN [--seeds 3] [--workers 2]
     python benchmarks/hmc_table.py --table-only            # rebuild the table from saved rows
     python benchmarks/hmc_table.py --speed                 # step speed vs a C-HMCNN-style loop, stack vs one model
     python benchmarks/hmc_table.py --estimate --seeds 3    # measured step cost -> projected row times
@@ -9,7 +9,12 @@ A row trains all its configurations x seeds as stacked ensembles
 (:mod:`conehier.training.hmc_stacked`: one network with a leading model axis,
 one Adam; the same numbers as separate runs up to float rounding): one stack
 per group of equal sizes / epochs (``--max-stack`` caps its size), or one run
-after the other with ``--no-stack``.
+after the other with ``--no-stack``. ``--engine`` picks the stack's training step
+(``auto``: on CPU the hand-written backward with Adam fused into the weight
+gradient, :mod:`conehier.training.stacked_step`; ``autograd``: autograd + Adam,
+as the rows made before it). ``--workers N`` runs the row's configurations
+round robin in N processes side by side (e.g. 2 with ``--threads 1`` on 2
+cores) and records the elapsed time of all of them as the row's wall time.
 
 Configurations (``--configs``, comma-separated keys): ``mlp-bce`` (MLP, BCE),
 ``mcm-bce`` (C-HMCNN: max-constraint MLP, BCE), ``mcm-champ-hard``,
@@ -63,7 +68,7 @@ import torch
 from conehier.data.hmc import HMC_DATASETS, hmc_files, load_hmc
 from conehier.data.paths import data_root
 from conehier.training.hmc import CHMCNN_SETTINGS, HMCConfig, chmcnn_config, run_hmc, summarize
-from conehier.training.hmc_stacked import fit_stacked, stack_key, stack_speed, stack_step_seconds
+from conehier.training.hmc_stacked import ENGINES, fit_stacked, stack_key, stack_speed, stack_step_seconds
 
 #: C-HMCNN's published AU(PRC) (Giunchiglia & Lukasiewicz 2020, Table 2).
 PUBLISHED_AUPRC = {
@@ -135,36 +140,46 @@ def row_configs(name: str, args) -> tuple[dict, list[HMCConfig]]:
 def estimate(args, root: Path) -> None:
     """Measured cost of one training step of each row's stack(s), projected to the row's training time.
 
-    Projection = CPU (and wall) seconds per step x ceil(N / batch) steps per epoch x
-    epochs (C-HMCNN's published count); evaluation and data loading are not included.
-    With early stopping the number of epochs is not known in advance: per epoch only.
+    Projection = CPU seconds per step x ceil(N / batch) steps per epoch x epochs
+    (C-HMCNN's published count), summed over the stacks of each ``--workers``
+    process; the row's projected wall time is that of its slowest process (each
+    on a core of its own). Evaluation and data loading are not included. With
+    early stopping the number of epochs is not known in advance: per epoch only.
     """
     names = args.dataset or available_datasets(root)
-    print(f"measured: {args.estimate_steps} steps per stack, {args.threads} thread(s), load average "
-          f"{os.getloadavg()[0]:.1f}; projection = per-step time x steps/epoch x epochs (training only)")
+    print(f"measured: {args.estimate_steps} steps per stack, {args.threads} thread(s), {args.workers} process(es), "
+          f"engine {args.engine}, load average {os.getloadavg()[0]:.1f}; projection = per-step CPU time x "
+          "steps/epoch x epochs (training only)")
     for name in names:
         ds = load_hmc(name, data_dir=root, download=False)
-        _, cfgs = row_configs(name, args)
-        groups: dict = {}
-        for c in cfgs:
-            groups.setdefault(stack_key(c), []).append(c)
         n = len(ds.X_train) + (len(ds.X_valid) if ds.X_valid is not None else 0)
         per_epoch = math.ceil(n / args.batch_size)
-        cpu_row = wall_row = 0.0
+        all_configs, per_worker = args.configs, []
         epochs_known = True
-        for group in groups.values():
-            size = len(group) if args.max_stack is None else args.max_stack
-            for s in range(0, len(group), size):
-                part = group[s:s + size]
-                w, c = stack_step_seconds(ds, part, steps=args.estimate_steps, repeats=1)
-                e = part[0].epochs
-                epochs_known &= e is not None
-                cpu_row += c * per_epoch * (e or 1)
-                wall_row += w * per_epoch * (e or 1)
+        for k in range(args.workers):
+            args.configs = all_configs[k::args.workers]
+            if not args.configs:
+                continue
+            _, cfgs = row_configs(name, args)
+            groups: dict = {}
+            for c in cfgs:
+                groups.setdefault(stack_key(c), []).append(c)
+            cpu = 0.0
+            for group in groups.values():
+                size = len(group) if args.max_stack is None else args.max_stack
+                for s in range(0, len(group), size):
+                    part = group[s:s + size]
+                    _, c = stack_step_seconds(ds, part, steps=args.estimate_steps, repeats=1, engine=args.engine)
+                    e = part[0].epochs
+                    epochs_known &= e is not None
+                    cpu += c * per_epoch * (e or 1)
+            per_worker.append(cpu)
+        args.configs = all_configs
+        _, cfgs = row_configs(name, args)
         unit = "row" if epochs_known else "epoch (early stopping: x epochs run)"
         print(f"{name:<14} {len(cfgs):3d} models, hidden {cfgs[0].hidden}, {per_epoch} steps/epoch, "
-              f"epochs {cfgs[0].epochs}: CPU {cpu_row / 60:7.1f} min, wall {wall_row / 60:7.1f} min per {unit}",
-              flush=True)
+              f"epochs {cfgs[0].epochs}: CPU {sum(per_worker) / 60:7.1f} min, wall {max(per_worker) / 60:7.1f} min "
+              f"per {unit} ({len(per_worker)} process(es))", flush=True)
 
 
 def run_row(name: str, args, root: Path) -> dict:
@@ -173,12 +188,13 @@ def run_row(name: str, args, root: Path) -> dict:
     ds = load_hmc(name, data_dir=root, download=False)
     row = {"dataset": name, "published_auprc": PUBLISHED_AUPRC.get(name), "configs": {},
            "seeds": args.seeds, "machine": f"{platform.machine()} {platform.processor()}".strip(),
-           "torch": torch.__version__, "threads": args.threads, "stacked": args.stack}
+           "torch": torch.__version__, "threads": args.threads, "stacked": args.stack,
+           "engine": args.engine if args.stack else None, "workers": 1}
     log = (lambda m: print("   ", m, file=sys.stderr, flush=True)) if args.verbose else None
     t_row, c_row = time.perf_counter(), time.process_time()
     plan, cfgs = row_configs(name, args)
     if args.stack:
-        results = fit_stacked(ds, cfgs, max_models=args.max_stack, log=log)
+        results = fit_stacked(ds, cfgs, max_models=args.max_stack, log=log, engine=args.engine)
         for k, key in enumerate(args.configs):
             summary = summarize(results[k * args.seeds:(k + 1) * args.seeds])
             summary.update(protocol=plan[key][1], label=CONFIGS[key][0], stack_models=results[0].stack_models)
@@ -194,6 +210,48 @@ def run_row(name: str, args, root: Path) -> dict:
             _print_summary(name, summary["label"], summary, time.perf_counter() - t0)
     row["wall_seconds"] = time.perf_counter() - t_row
     row["cpu_seconds"] = time.process_time() - c_row
+    row["load_average"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    row["command"] = "python benchmarks/hmc_table.py " + " ".join(args.argv)
+    return row
+
+
+def worker_argv(args, name: str, configs: list[str], out: str) -> list[str]:
+    """The command line of one worker process of a row run with ``--workers``."""
+    argv = ["--dataset", name, "--configs", ",".join(configs), "--out", out, "--seeds", str(args.seeds),
+            "--epochs", str(args.epochs), "--max-epochs", str(args.max_epochs), "--patience", str(args.patience),
+            "--batch-size", str(args.batch_size), "--threads", str(args.threads), "--device", args.device,
+            "--engine", args.engine]
+    for flag, value in (("--lr", args.lr), ("--data-dir", args.data_dir), ("--max-stack", args.max_stack)):
+        if value is not None:
+            argv += [flag, str(value)]
+    return argv + ["--merge"] + ([] if args.stack else ["--no-stack"]) + (["--verbose"] if args.verbose else [])
+
+
+def run_row_in_workers(name: str, args) -> dict:
+    """One row as ``--workers`` processes side by side, each running every ``workers``-th
+    configuration (round robin) into a scratch directory; their rows are combined.
+
+    The row's ``wall_seconds`` is the elapsed time of all workers together (what the
+    row costs on a machine with that many free cores), ``cpu_seconds`` the sum of
+    theirs; ``parts`` keeps each worker's configurations and times.
+    """
+    import subprocess
+
+    groups = [args.configs[k::args.workers] for k in range(args.workers)]
+    groups = [g for g in groups if g]
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix=f"hmc_{name}_") as tmp:
+        procs = [subprocess.Popen([sys.executable, str(Path(__file__).resolve())] + worker_argv(args, name, g, tmp))
+                 for g in groups]
+        codes = [p.wait() for p in procs]
+        if any(codes):
+            raise RuntimeError(f"{name}: worker(s) failed with exit codes {codes}; no row saved")
+        row = json.loads((Path(tmp) / f"{name}.json").read_text())  # the workers' rows, merged (--merge)
+    row["configs"] = {k: row["configs"][k] for k in args.configs}
+    row["parts"] = [dict(p, command=None) for p in row.get("parts") or [_part(row)]]  # commands name the scratch dir
+    row["wall_seconds"] = time.perf_counter() - t0
+    row["cpu_seconds"] = sum(p["cpu_seconds"] for p in row["parts"])
+    row["workers"] = len(groups)
     row["load_average"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     row["command"] = "python benchmarks/hmc_table.py " + " ".join(args.argv)
     return row
@@ -279,17 +337,26 @@ def build_table(out: Path) -> str:
                 f"{s['protocol']} |")
     lines += ["", "s/epoch and wall s of a stacked row are the stack's, divided by its number of models.", "",
               "## Rows: time and command", "",
-              "| data set | models | stacked | threads | row wall min | row CPU min | load avg (1 min) at end | command |",
+              "| data set | models | stacked (step) | processes x threads | row wall min | row CPU min "
+              "| load avg (1 min) at end | command |",
               "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         n_models = sum(len(s.get("seeds", [])) for s in r["configs"].values())
         cpu = r.get("cpu_seconds")
         la = r.get("load_average")
-        lines.append(f"| {r['dataset']} | {n_models} | {'yes' if r.get('stacked') else 'no'} | {r.get('threads')} | "
+        stacked = f"yes ({r.get('engine') or 'autograd'})" if r.get("stacked") else "no"
+        workers = r.get("workers") or 1
+        procs = f"{workers} x {r.get('threads')}"
+        if workers == 1 and len(r.get("parts") or []) > 1:
+            procs = f"{len(r['parts'])} parts x {r.get('threads')} (wall = sum of parts)"
+        lines.append(f"| {r['dataset']} | {n_models} | {stacked} | {procs} | "
                      f"{r['wall_seconds'] / 60:.1f} | {'—' if cpu is None else f'{cpu / 60:.1f}'} | "
                      f"{'—' if not la else f'{la[0]:.1f}'} | `{r.get('command', '')}` |")
     lines += ["", "The machine has 2 cores shared with other jobs: the load average shows the contention "
-              "(wall time is larger than CPU time when the load exceeds the cores).", ""]
+              "(wall time is larger than CPU time when the load exceeds the cores). Step `autograd`: autograd + "
+              "torch.optim.Adam (rows made before the fused step existed); `fused`/`auto`: hand-written backward "
+              "with the Adam update fused with the weight gradient (`conehier.training.stacked_step`). With "
+              "`--workers N` the row's wall time is the elapsed time of its N processes side by side.", ""]
     text = "\n".join(lines)
     (out / "hmc_table.md").write_text(text)
     (out / "hmc_table.json").write_text(json.dumps(rows, indent=1))
@@ -427,8 +494,16 @@ def main(argv=None) -> None:
     ap.add_argument("--estimate", action="store_true",
                     help="measure a few steps of each row's stack(s) and project the row's training time")
     ap.add_argument("--estimate-steps", type=int, default=20)
+    ap.add_argument("--workers", type=int, default=1,
+                    help="run a row's configurations in this many processes side by side (e.g. 2 on 2 cores); "
+                         "the row's wall time is then the elapsed time of all of them")
+    ap.add_argument("--engine", default="auto", choices=ENGINES,
+                    help="stacked training step: fused (hand-written backward + fused Adam), autograd, or auto "
+                         "(fused on CPU)")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args(argv)
+    if args.workers < 1:
+        ap.error("--workers must be >= 1")
     args.argv = argv
     root = data_root(args.data_dir)
     out = Path(args.out)
@@ -449,7 +524,7 @@ def main(argv=None) -> None:
             ap.error("--epochs takes auto, published, early-stop or a number")
         names = args.dataset or [n for n in available_datasets(root)]
         for name in names:
-            row = run_row(name, args, root)
+            row = run_row(name, args, root) if args.workers == 1 else run_row_in_workers(name, args)
             save_row(out, row, merge=args.merge)
             print(f"{name}: row done in {row['wall_seconds'] / 60:.1f} min", flush=True)
     print(build_table(out))

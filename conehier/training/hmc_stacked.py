@@ -74,9 +74,12 @@ from .hmc import (
     make_loss,
     tune_thresholds,
 )
+from .stacked_step import FusedStackStep
 
 __all__ = [
+    "ENGINES",
     "STACK_FIELDS",
+    "AutogradStackStep",
     "StackedHMC",
     "StackedHMCTrainer",
     "StackedLinear",
@@ -92,6 +95,29 @@ STACK_FIELDS: tuple[str, ...] = (
     "hidden", "layers", "dropout", "activation", "lr", "weight_decay", "batch_size", "epochs", "max_epochs",
     "patience", "eval_every", "retrain", "valid_fraction", "threads", "device",
 )
+
+
+#: Training-step engines: ``fused`` (:class:`~conehier.training.stacked_step.FusedStackStep`:
+#: backpropagation by hand, Adam fused with the weight gradient), ``autograd``
+#: (:class:`AutogradStackStep`: autograd + ``torch.optim.Adam``), ``auto`` (fused on CPU).
+ENGINES: tuple[str, ...] = ("auto", "fused", "autograd")
+
+
+class AutogradStackStep:
+    """The reference step: ``zs = stack(x)``, autograd through everything, ``optimizer.step()``.
+
+    Same interface as :class:`~conehier.training.stacked_step.FusedStackStep`.
+    """
+
+    def __init__(self, stack, optimizer: torch.optim.Optimizer):
+        self.stack, self.optimizer = stack, optimizer
+
+    def step(self, x: Tensor, per_model_losses: Callable[[list[Tensor]], Tensor]) -> Tensor:
+        per = per_model_losses(self.stack(x))
+        self.optimizer.zero_grad(set_to_none=True)
+        per.sum().backward()
+        self.optimizer.step()
+        return per.detach()
 
 
 def stack_key(cfg: HMCConfig) -> tuple:
@@ -285,10 +311,14 @@ class StackedHMCTrainer:
     ``fit(dataset)`` returns one :class:`HMCResult` per config, in the given
     order. ``seed``: the stack's dropout generator (default: the first config's
     seed). ``log``: a callable receiving progress lines (``None``: silent).
+    ``engine``: the training step (:data:`ENGINES`; the same numbers up to float rounding).
     """
 
     def __init__(self, configs: Sequence[HMCConfig], *, seed: int | None = None,
-                 log: Callable[[str], None] | None = None):
+                 log: Callable[[str], None] | None = None, engine: str = "auto"):
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+        self.engine = engine
         self.configs = list(configs)
         if not self.configs:
             raise ValueError("StackedHMCTrainer needs at least one config")
@@ -311,14 +341,19 @@ class StackedHMCTrainer:
             self.log(msg)
 
     # ------------------------------------------------------------ internals
-    def _new_stack(self, ds, device) -> tuple[StackedHMC, torch.optim.Optimizer, list]:
+    def _new_stack(self, ds, device) -> tuple[StackedHMC, "FusedStackStep | AutogradStackStep", list]:
         cfgs = [self.configs[i] for i in self.order]
         models = []
         for c in cfgs:  # the initial weights HMCTrainer would draw for each config
             with _seeded(c.seed, device):
                 models.append(build_model(c, ds.n_features, ds.hierarchy))
         stack = StackedHMC(cfgs, ds.n_features, ds.hierarchy).load_models(models).to(device)
-        opt = _make_optimizer(SimpleNamespace(parameters=stack.stacked_parameters), cfgs[0], device)
+        c0 = cfgs[0]
+        if self.engine == "fused" or (self.engine == "auto" and device.type == "cpu"):
+            opt = FusedStackStep(stack, lr=c0.lr, weight_decay=c0.weight_decay)
+        else:
+            opt = AutogradStackStep(stack, _make_optimizer(SimpleNamespace(parameters=stack.stacked_parameters),
+                                                           c0, device))
         return stack, opt, cfgs
 
     def _losses(self, stack: StackedHMC, cfgs, ds, Y_np: np.ndarray, device):
@@ -351,14 +386,10 @@ class StackedHMCTrainer:
             total = torch.zeros(stack.n_models, device=X.device)
             for i in range(0, n, bs):
                 idx = perms[:, i:i + bs]  # (M, B)
-                zs = stack(X[idx])
-                per = torch.cat([
+                per = opt.step(X[idx], lambda zs: torch.cat([
                     fn.per_model(z, Y[idx[a:b]], *(e[idx[a:b]] for e in ex))
-                    for (a, b), z, fn, ex in zip(stack.segments, zs, losses, extras)])
-                opt.zero_grad(set_to_none=True)
-                per.sum().backward()
-                opt.step()
-                total += per.detach()
+                    for (a, b), z, fn, ex in zip(stack.segments, zs, losses, extras)]))
+                total += per
             mean = (total / n_steps).cpu().numpy()
             seconds += time.perf_counter() - t0
             cpu += time.process_time() - c0
@@ -528,7 +559,7 @@ class StackedHMCTrainer:
 
 
 def fit_stacked(dataset, configs: Sequence[HMCConfig], *, max_models: int | None = None,
-                log: Callable[[str], None] | None = None) -> list[HMCResult]:
+                log: Callable[[str], None] | None = None, engine: str = "auto") -> list[HMCResult]:
     """Train and evaluate every config, grouped into as few stacks as possible.
 
     Configs are grouped by :func:`stack_key` (first-appearance order), each
@@ -550,13 +581,14 @@ def fit_stacked(dataset, configs: Sequence[HMCConfig], *, max_models: int | None
             if log is not None:
                 log(f"--- stack of {len(part)} model(s): " + ", ".join(
                     f"{configs[i].model}+{configs[i].loss}/seed {configs[i].seed}" for i in part))
-            for i, r in zip(part, StackedHMCTrainer([configs[i] for i in part], log=log).fit(dataset)):
+            trainer = StackedHMCTrainer([configs[i] for i in part], log=log, engine=engine)
+            for i, r in zip(part, trainer.fit(dataset)):
                 results[i] = r
     return results
 
 
 def stack_step_seconds(dataset, configs: Sequence[HMCConfig], *, steps: int = 50,
-                       repeats: int = 1) -> tuple[float, float]:
+                       repeats: int = 1, engine: str = "auto") -> tuple[float, float]:
     """Measured (wall, CPU) seconds of one training step of ``configs`` as one stack.
 
     Steps on the first ``steps`` batches of train + valid (median over
@@ -572,7 +604,7 @@ def stack_step_seconds(dataset, configs: Sequence[HMCConfig], *, steps: int = 50
     n = min(len(X_np), steps * c0.batch_size)
     device = torch.device(c0.device)
     with _threads(c0.threads):
-        tr = StackedHMCTrainer([dataclasses.replace(c, epochs=1) for c in configs])
+        tr = StackedHMCTrainer([dataclasses.replace(c, epochs=1) for c in configs], engine=engine)
         stack, opt, scfgs = tr._new_stack(dataset, device)
         losses, extras = tr._losses(stack, scfgs, dataset, Y_np[:n], device)
         X = torch.as_tensor(X_np[:n], dtype=torch.float32, device=device)

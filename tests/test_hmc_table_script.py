@@ -1,0 +1,50 @@
+"""benchmarks/hmc_table.py: a row run in two worker processes is one row with every configuration."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from .training.test_hmc import _write_toy
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "hmc_table.py"
+
+
+@pytest.fixture(scope="module")
+def script():
+    spec = importlib.util.spec_from_file_location("hmc_table_script", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_row_in_two_workers_is_one_row(script, tmp_path, capsys):
+    root = _write_toy(tmp_path / "data")
+    out = tmp_path / "out"
+    argv = ["--dataset", "cellcycle_FUN", "--data-dir", str(root), "--seeds", "1", "--epochs", "1",
+            "--workers", "2", "--engine", "autograd", "--out", str(out)]
+    script.main(argv)
+    row = json.loads((out / "cellcycle_FUN.json").read_text())
+    assert list(row["configs"]) == list(script.CONFIGS)  # every configuration, in the table's order
+    assert row["workers"] == 2 and len(row["parts"]) == 2
+    assert sorted(c for p in row["parts"] for c in p["configs"]) == sorted(script.CONFIGS)
+    assert row["cpu_seconds"] == pytest.approx(sum(p["cpu_seconds"] for p in row["parts"]))
+    assert row["wall_seconds"] >= max(p["wall_seconds"] for p in row["parts"])
+    assert row["command"] == "python benchmarks/hmc_table.py " + " ".join(argv)
+    for s in row["configs"].values():
+        assert 0 <= s["metrics"]["auprc"] <= 1
+    table = (out / "hmc_table.md").read_text()
+    assert "| cellcycle_FUN | 6 | yes (autograd) | 2 x 1 |" in table
+
+
+def test_worker_command_line_keeps_the_row_options(script):
+    ns = type("A", (), dict(seeds=3, epochs="early-stop", max_epochs=50, patience=5, batch_size=64, threads=1,
+                            device="cpu", engine="fused", lr=3e-4, data_dir=None, max_stack=None, stack=False,
+                            verbose=True))()
+    argv = script.worker_argv(ns, "Diatoms", ["mcm-bce", "mlp-bce"], "/tmp/x")
+    text = " ".join(argv)
+    for piece in ("--dataset Diatoms", "--configs mcm-bce,mlp-bce", "--out /tmp/x", "--epochs early-stop",
+                  "--batch-size 64", "--lr 0.0003", "--engine fused", "--merge", "--no-stack", "--verbose"):
+        assert piece in text
+    assert "--data-dir" not in text and "--max-stack" not in text
