@@ -464,6 +464,15 @@ def speed(args, root: Path) -> None:
           f"seconds per epoch of all of them")
     print(f"  one after the other: wall {w1:7.2f}  CPU {c1:7.2f}")
     print(f"  one stack          : wall {ws:7.2f}  CPU {cs:7.2f}   speed-up wall {w1 / ws:.2f}x, CPU {c1 / cs:.2f}x")
+    # the stack's training step: fused (hand-written backward + fused Adam) vs autograd + Adam, interleaved
+    runs = {"autograd": [], ("auto" if args.engine == "autograd" else args.engine): []}
+    for _ in range(args.speed_repeats):
+        for engine in runs:
+            runs[engine].append(stack_step_seconds(ds, cfgs, steps=k, engine=engine))
+    (wa, ca), (we, ce) = (np.median(np.array(runs[e]), 0) * epoch for e in runs)
+    print(f"  the stack's step, engine autograd: wall {wa:7.2f}  CPU {ca:7.2f}")
+    print(f"  the stack's step, engine {list(runs)[1]:<8}: wall {we:7.2f}  CPU {ce:7.2f}   "
+          f"speed-up wall {wa / we:.2f}x, CPU {ca / ce:.2f}x")
 
 
 def main(argv=None) -> None:

@@ -21,9 +21,15 @@ model axis:
   as one flattened batched op; sigmoidF1's counts and the rare-node ensemble
   uncertainty per model);
 * the step minimises ``sum_m L_m``; model m's parameters get exactly
-  ``dL_m/dtheta_m``, and one Adam (fused where available) over the stacked
-  tensors is element-wise, hence identical to M independent Adam optimisers
-  (``tests/training/test_hmc_stacked.py`` checks this against :class:`HMCTrainer`).
+  ``dL_m/dtheta_m``, and one Adam over the stacked tensors is element-wise,
+  hence identical to M independent Adam optimisers
+  (``tests/training/test_hmc_stacked.py`` checks this against :class:`HMCTrainer`);
+* the step itself (``engine``): on CPU by default
+  :class:`~conehier.training.stacked_step.FusedStackStep` (backward through the
+  MLP by hand, the Adam update fused with the rank-B weight gradient into one
+  compiled kernel per step), else :class:`AutogradStackStep` (autograd +
+  ``torch.optim.Adam``, fused where available); both give the same numbers up
+  to float rounding.
 
 Initial weights are those :class:`HMCTrainer` would use: each model is built by
 :func:`~conehier.training.hmc.build_model` under its own seed and copied into
@@ -40,8 +46,10 @@ run out of patience) and retraining for each model's own number of epochs
 / ``wall_seconds`` are the stack's, divided by M (amortised per model), and
 ``stack_models`` is M.
 
-Cost: the stack removes per-op overhead, not arithmetic or memory traffic;
-:func:`stack_speed` measures the per-epoch time of a stack against one model.
+Cost: the stack removes per-op overhead; the fused step removes the stored
+weight gradient and runs Adam as one vectorised pass (at batch 4 a step is
+bound by streaming the weights and Adam's moments); :func:`stack_speed` measures the per-epoch time of a stack against
+one model, :func:`stack_step_seconds` one step of either engine.
 """
 
 from __future__ import annotations

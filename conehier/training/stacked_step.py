@@ -2,11 +2,13 @@
 backpropagation through the MLP and the Adam update fused with the weight gradient.
 
 Why: at C-HMCNN's batch size of 4 a step of an MLP is memory-bound, not
-arithmetic-bound. With autograd and ``torch.optim.Adam`` every weight matrix is
-streamed ~10 times per step: read by the forward product, read by the input
-gradient, written as the weight gradient ``G = X^T D`` (a rank-B outer product),
-then read with its two moment buffers and written back by Adam. Here the
-weight gradient is never stored; one kernel per layer computes
+arithmetic-bound. With autograd and ``torch.optim.Adam`` about ten
+parameter-sized arrays pass through memory per step: the weights are read by the
+forward product and by the input gradient, the weight gradient ``G = X^T D`` (a
+rank-B outer product) is written by one batched product and read back by Adam,
+which also reads and writes the weights and both moments -- and neither the
+rank-4 product nor Adam's separate pass runs near the memory bandwidth. Here
+the weight gradient is never stored; one compiled loop per weight matrix computes
 
     g = X^T D + wd * W                     (X (M, B, I) layer input, D (M, B, O) output gradient)
     m <- m + (1 - beta1) (g - m)
@@ -14,8 +16,8 @@ weight gradient is never stored; one kernel per layer computes
     W <- W - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
 
 which is ``torch.optim.Adam`` (L2 weight decay, ``amsgrad=False``) to float
-rounding. On CPU the update of all parameters of a step is one graph compiled by
-TorchInductor (``torch.compile``): one vectorised loop over each weight matrix.
+rounding. On CPU each weight's update is a graph compiled by TorchInductor
+(``torch.compile``): one vectorised loop over the weight matrix and its moments.
 Where that is not possible (no C++ compiler, another device, or a stack too small
 to repay the compilation) the same formula runs as eager torch ops.
 For B > ``RANK_LIMIT`` the weight gradient is one batched matrix product (BLAS)
@@ -86,36 +88,36 @@ def adam_rank_update(x: Tensor, d: Tensor, p: Tensor, m: Tensor, v: Tensor, lr_t
 def adam_update_all(kinds: tuple[str, ...], params: list[Tensor], exp_avgs: list[Tensor],
                     exp_avg_sqs: list[Tensor], xs: list[Tensor | None], ds: list[Tensor], lr_t: Tensor, c2: Tensor,
                     beta1: float, beta2: float, eps: float, wd: float) -> None:
-    """Every parameter's update of one step (one compiled graph). Per parameter ``kinds[k]``:
-    ``"rank"`` (weight, gradient ``xs[k]^T ds[k]``), ``"bias"`` (gradient ``ds[k]`` summed
-    over the batch) or ``"grad"`` (``ds[k]`` is the gradient)."""
+    """Eager updates of several parameters. Per parameter ``kinds[k]``: ``"rank"`` (weight,
+    gradient ``xs[k]^T ds[k]`` as one batched product), ``"bias"`` (gradient ``ds[k]``
+    summed over the batch) or ``"grad"`` (``ds[k]`` is the gradient)."""
     for kind, p, m, v, x, d in zip(kinds, params, exp_avgs, exp_avg_sqs, xs, ds):
-        if kind == "rank":
-            adam_rank_update(x, d, p, m, v, lr_t, c2, beta1, beta2, eps, wd)
-        else:
-            adam_update(d.sum(1, keepdim=True) if kind == "bias" else d, p, m, v, lr_t, c2, beta1, beta2, eps, wd)
+        g = torch.bmm(x.transpose(1, 2), d) if kind == "rank" else d.sum(1, keepdim=True) if kind == "bias" else d
+        adam_update(g, p, m, v, lr_t, c2, beta1, beta2, eps, wd)
 
 
-_COMPILED: list[Callable] = []
+_COMPILED: dict[str, Callable] = {}
 _COMPILE_FAILED: list[str] = []
-#: distinct stacks (shapes) one process may compile the step's update for
+#: distinct parameter shapes one process may compile an update for
 _RECOMPILE_LIMIT = 64
 
 
-def _update_all(args: tuple, compile_ok: bool) -> None:
-    """:func:`adam_update_all`, compiled when ``compile_ok`` and compiling works (else eager, one warning)."""
-    if compile_ok and not _COMPILE_FAILED:
-        if not _COMPILED:
-            _COMPILED.append(torch.compile(adam_update_all, dynamic=False))
-        try:
-            with torch._dynamo.config.patch(recompile_limit=_RECOMPILE_LIMIT):
-                _COMPILED[0](*args)
-            return
-        except Exception as exc:  # no C++ compiler, unsupported platform: the same formula, eager
-            _COMPILE_FAILED.append(f"{type(exc).__name__}: {exc}"[:300])
-            warnings.warn(f"the fused Adam update could not be compiled ({_COMPILE_FAILED[-1]}); "
-                          "running it as eager torch ops (same results, slower)", RuntimeWarning, stacklevel=3)
-    adam_update_all(*args)
+def _compiled_call(name: str, fn: Callable, args: tuple) -> bool:
+    """``fn(*args)`` compiled (one graph per function and shapes); False where compiling
+    has failed in this process (then the caller runs the eager form; one warning)."""
+    if _COMPILE_FAILED:
+        return False
+    if name not in _COMPILED:
+        _COMPILED[name] = torch.compile(fn, dynamic=False)
+    try:
+        with torch._dynamo.config.patch(recompile_limit=_RECOMPILE_LIMIT):
+            _COMPILED[name](*args)
+        return True
+    except Exception as exc:  # no C++ compiler, unsupported platform: the same formula, eager
+        _COMPILE_FAILED.append(f"{type(exc).__name__}: {exc}"[:300])
+        warnings.warn(f"the fused Adam update could not be compiled ({_COMPILE_FAILED[-1]}); "
+                      "running it as eager torch ops (same results, slower)", RuntimeWarning, stacklevel=3)
+        return False
 
 
 def fused_kernels_compiled() -> bool:
@@ -217,11 +219,38 @@ class FusedStackStep:
             self.t += 1
             lr_t = torch.tensor(self.lr / (1 - self.beta1 ** self.t), dtype=h.dtype, device=h.device)
             c2 = torch.tensor(math.sqrt(1 - self.beta2 ** self.t), dtype=h.dtype, device=h.device)
-            kinds, ps, xs, ds = zip(*queue)
-            _update_all((kinds, [p.data for p in ps], [self.state[id(p)][0] for p in ps],
-                         [self.state[id(p)][1] for p in ps], list(xs), list(ds), lr_t, c2,
-                         self.beta1, self.beta2, self.eps, self.wd), self.compile)
+            self._apply(queue, lr_t, c2)
         return per.detach()
+
+    def _apply(self, queue: list, lr_t: Tensor, c2: Tensor) -> None:
+        """Every queued update. Compiled: one graph per weight (the rank-B gradient fused into
+        its update; separate graphs run at memory speed, one graph for all weights does not)
+        and one for all biases; else :func:`adam_update_all` eagerly."""
+        hyper = (self.beta1, self.beta2, self.eps, self.wd)
+        state = self.state
+        if self.compile:
+            rest = []
+            for kind, p, x, d in queue:
+                m, v = state[id(p)]
+                if kind == "rank":
+                    done = _compiled_call("rank", adam_rank_update, (x, d, p.data, m, v, lr_t, c2, *hyper))
+                elif kind == "grad":
+                    done = _compiled_call("grad", adam_update, (d, p.data, m, v, lr_t, c2, *hyper))
+                else:
+                    done = False
+                if not done:
+                    rest.append((kind, p, x, d))
+            if rest and all(k == "bias" for k, *_ in rest) and not _COMPILE_FAILED:
+                kinds, ps, xs, ds = zip(*rest)
+                if _compiled_call("bias", adam_update_all, (kinds, [p.data for p in ps], [state[id(p)][0] for p in ps],
+                                                            [state[id(p)][1] for p in ps], list(xs), list(ds), lr_t,
+                                                            c2, *hyper)):
+                    return
+            queue = rest
+        if queue:
+            kinds, ps, xs, ds = zip(*queue)
+            adam_update_all(kinds, [p.data for p in ps], [state[id(p)][0] for p in ps], [state[id(p)][1] for p in ps],
+                            list(xs), list(ds), lr_t, c2, *hyper)
 
     def moments(self, p: Tensor) -> tuple[Tensor, Tensor]:
         """Adam's first and second moment buffers of a stacked parameter."""

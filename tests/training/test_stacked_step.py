@@ -170,7 +170,7 @@ def test_compile_failure_falls_back_to_eager_with_one_warning(toy, monkeypatch):
             raise RuntimeError("no C++ compiler")
         return run
 
-    monkeypatch.setattr(ss, "_COMPILED", [])
+    monkeypatch.setattr(ss, "_COMPILED", {})
     monkeypatch.setattr(ss, "_COMPILE_FAILED", [])
     monkeypatch.setattr(torch, "compile", broken)
     cfgs = [_cfg(model="mlp", loss="bce", hidden=8, seed=s) for s in range(2)]
