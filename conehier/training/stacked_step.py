@@ -192,9 +192,8 @@ class FusedStackStep:
             inputs, gates = self._hidden_forward(x)
             h = inputs[-1]
             leaves, zs = [], []
-            for (a, b), lin, nh in zip(st.segments, st.outputs, st.n_heads):
-                z = torch.baddbmm(lin.bias, h[a:b], lin.weight)
-                leaves.append(z)
+            for (a, b), lin in zip(st.segments, st.outputs):
+                leaves.append(torch.baddbmm(lin.bias, h[a:b], lin.weight))
         for (a, b), z, nh in zip(st.segments, leaves, st.n_heads):
             z.requires_grad_(True)
             zs.append(z.view(b - a, z.shape[1], nh, st.n_nodes).transpose(1, 2) if nh > 1 else z)
