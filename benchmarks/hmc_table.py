@@ -68,7 +68,7 @@ import torch
 from conehier.data.hmc import HMC_DATASETS, hmc_files, load_hmc
 from conehier.data.paths import data_root
 from conehier.training.hmc import CHMCNN_SETTINGS, HMCConfig, chmcnn_config, run_hmc, summarize
-from conehier.training.hmc_stacked import ENGINES, fit_stacked, stack_key, stack_speed, stack_step_seconds
+from conehier.training.hmc_stacked import ENGINES, fit_stacked, plan_stacks, stack_speed, stack_step_seconds
 
 #: C-HMCNN's published AU(PRC) (Giunchiglia & Lukasiewicz 2020, Table 2).
 PUBLISHED_AUPRC = {
@@ -130,11 +130,18 @@ def _print_summary(name: str, label: str, summary: dict, seconds: float) -> None
           f"{seconds:.0f} s", flush=True)
 
 
-def row_configs(name: str, args) -> tuple[dict, list[HMCConfig]]:
-    """``{key: (config, protocol)}`` of a row and its configs x seeds (seed-major within each key)."""
-    plan = {key: _config(name, CONFIGS[key][1], CONFIGS[key][2], args.epochs, args) for key in args.configs}
-    cfgs = [dataclasses.replace(plan[key][0], seed=s) for key in args.configs for s in range(args.seeds)]
+def row_configs(name: str, args, keys: list[str] | None = None) -> tuple[dict, list[HMCConfig]]:
+    """``{key: (config, protocol)}`` of a row (configurations ``keys``, default ``args.configs``)
+    and its configs x seeds (seed-major within each key)."""
+    keys = args.configs if keys is None else keys
+    plan = {key: _config(name, CONFIGS[key][1], CONFIGS[key][2], args.epochs, args) for key in keys}
+    cfgs = [dataclasses.replace(plan[key][0], seed=s) for key in keys for s in range(args.seeds)]
     return plan, cfgs
+
+
+def worker_groups(keys: list[str], workers: int) -> list[list[str]]:
+    """The configurations of each of ``workers`` processes: round robin, empty groups dropped."""
+    return [g for g in (keys[k::workers] for k in range(workers)) if g]
 
 
 def estimate(args, root: Path) -> None:
@@ -154,27 +161,18 @@ def estimate(args, root: Path) -> None:
         ds = load_hmc(name, data_dir=root, download=False)
         n = len(ds.X_train) + (len(ds.X_valid) if ds.X_valid is not None else 0)
         per_epoch = math.ceil(n / args.batch_size)
-        all_configs, per_worker = args.configs, []
+        per_worker = []
         epochs_known = True
-        for k in range(args.workers):
-            args.configs = all_configs[k::args.workers]
-            if not args.configs:
-                continue
-            _, cfgs = row_configs(name, args)
-            groups: dict = {}
-            for c in cfgs:
-                groups.setdefault(stack_key(c), []).append(c)
+        for keys in worker_groups(args.configs, args.workers):
+            _, cfgs = row_configs(name, args, keys)
             cpu = 0.0
-            for group in groups.values():
-                size = len(group) if args.max_stack is None else args.max_stack
-                for s in range(0, len(group), size):
-                    part = group[s:s + size]
-                    _, c = stack_step_seconds(ds, part, steps=args.estimate_steps, repeats=1, engine=args.engine)
-                    e = part[0].epochs
-                    epochs_known &= e is not None
-                    cpu += c * per_epoch * (e or 1)
+            for idx in plan_stacks(cfgs, args.max_stack):  # the stacks fit_stacked would train
+                part = [cfgs[i] for i in idx]
+                _, c = stack_step_seconds(ds, part, steps=args.estimate_steps, repeats=1, engine=args.engine)
+                e = part[0].epochs
+                epochs_known &= e is not None
+                cpu += c * per_epoch * (e or 1)
             per_worker.append(cpu)
-        args.configs = all_configs
         _, cfgs = row_configs(name, args)
         unit = "row" if epochs_known else "epoch (early stopping: x epochs run)"
         print(f"{name:<14} {len(cfgs):3d} models, hidden {cfgs[0].hidden}, {per_epoch} steps/epoch, "
@@ -237,8 +235,7 @@ def run_row_in_workers(name: str, args) -> dict:
     """
     import subprocess
 
-    groups = [args.configs[k::args.workers] for k in range(args.workers)]
-    groups = [g for g in groups if g]
+    groups = worker_groups(args.configs, args.workers)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix=f"hmc_{name}_") as tmp:
         procs = [subprocess.Popen([sys.executable, str(Path(__file__).resolve())] + worker_argv(args, name, g, tmp))

@@ -92,6 +92,7 @@ __all__ = [
     "StackedHMCTrainer",
     "StackedLinear",
     "fit_stacked",
+    "plan_stacks",
     "segment_key",
     "stack_key",
     "stack_speed",
@@ -576,23 +577,30 @@ def fit_stacked(dataset, configs: Sequence[HMCConfig], *, max_models: int | None
     :class:`~conehier.training.hmc.HMCResult` per config, in the given order.
     """
     configs = list(configs)
+    results: list[HMCResult | None] = [None] * len(configs)
+    for part in plan_stacks(configs, max_models):
+        if log is not None:
+            log(f"--- stack of {len(part)} model(s): " + ", ".join(
+                f"{configs[i].model}+{configs[i].loss}/seed {configs[i].seed}" for i in part))
+        trainer = StackedHMCTrainer([configs[i] for i in part], log=log, engine=engine)
+        for i, r in zip(part, trainer.fit(dataset)):
+            results[i] = r
+    return results
+
+
+def plan_stacks(configs: Sequence[HMCConfig], max_models: int | None = None) -> list[list[int]]:
+    """Indices of the configs of each stack: grouped by :func:`stack_key` (first-appearance
+    order), each group split into stacks of at most ``max_models`` (``None``: no limit)."""
     if max_models is not None and max_models < 1:
         raise ValueError(f"max_models must be >= 1, got {max_models}")
     groups: dict[tuple, list[int]] = {}
     for i, c in enumerate(configs):
         groups.setdefault(stack_key(c), []).append(i)
-    results: list[HMCResult | None] = [None] * len(configs)
+    stacks = []
     for idx in groups.values():
         size = len(idx) if max_models is None else max_models
-        for s in range(0, len(idx), size):
-            part = idx[s:s + size]
-            if log is not None:
-                log(f"--- stack of {len(part)} model(s): " + ", ".join(
-                    f"{configs[i].model}+{configs[i].loss}/seed {configs[i].seed}" for i in part))
-            trainer = StackedHMCTrainer([configs[i] for i in part], log=log, engine=engine)
-            for i, r in zip(part, trainer.fit(dataset)):
-                results[i] = r
-    return results
+        stacks += [idx[s:s + size] for s in range(0, len(idx), size)]
+    return stacks
 
 
 def stack_step_seconds(dataset, configs: Sequence[HMCConfig], *, steps: int = 50,

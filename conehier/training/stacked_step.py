@@ -250,8 +250,3 @@ class FusedStackStep:
             kinds, ps, xs, ds = zip(*queue)
             adam_update_all(kinds, [p.data for p in ps], [state[id(p)][0] for p in ps], [state[id(p)][1] for p in ps],
                             list(xs), list(ds), lr_t, c2, *hyper)
-
-    def moments(self, p: Tensor) -> tuple[Tensor, Tensor]:
-        """Adam's first and second moment buffers of a stacked parameter."""
-        return self.state[id(p)]
-
