@@ -95,6 +95,9 @@ CONFIGS = {
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "hmc"
 
+#: early stopping's default budget: at most this many epochs, and the patience (epochs without improvement)
+MAX_EPOCHS, PATIENCE = 200, 20
+
 
 def available_datasets(root: Path) -> list[str]:
     """HMC data sets whose files (a training file included) are all under ``root/hmc``."""
@@ -114,6 +117,8 @@ def _config(name: str, model: str, loss: str, epochs, args) -> tuple[HMCConfig, 
     elif epochs == "early-stop":
         valid = "valid" if final == "train+valid" else "a seeded 20% split of train"
         cfg, text = chmcnn_config(name, **over), f"early stopping on {valid}, retrain on {final}"
+        if (args.max_epochs, args.patience) != (MAX_EPOCHS, PATIENCE):  # not the defaults: say so
+            text += f" (at most {args.max_epochs} epochs, patience {args.patience})"
     else:
         cfg, text = chmcnn_config(name, epochs=int(epochs), **over), f"{int(epochs)} epochs, {final}"
     reference = chmcnn_config(name)
@@ -479,8 +484,8 @@ def main(argv=None) -> None:
     ap.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated subset of {', '.join(CONFIGS)}")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--epochs", default="auto", help="auto (default), published, early-stop or a number")
-    ap.add_argument("--max-epochs", type=int, default=200, help="early stopping: most epochs")
-    ap.add_argument("--patience", type=int, default=20, help="early stopping: epochs without improvement")
+    ap.add_argument("--max-epochs", type=int, default=MAX_EPOCHS, help="early stopping: most epochs")
+    ap.add_argument("--patience", type=int, default=PATIENCE, help="early stopping: epochs without improvement")
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--lr", type=float, default=None, help="learning rate (default: C-HMCNN's for the data set)")
     ap.add_argument("--threads", type=int, default=1)

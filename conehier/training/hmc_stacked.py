@@ -128,6 +128,23 @@ class AutogradStackStep:
         self.optimizer.step()
         return per.detach()
 
+    def subset(self, stack: "StackedHMC", models: Sequence[int]) -> "AutogradStackStep":
+        """The step of ``stack = self.stack.subset(models)``: an optimiser of the same
+        class and settings whose per-parameter state holds the rows of ``models``."""
+        old = self.optimizer
+        settings = {k: v for k, v in old.param_groups[0].items() if k != "params"}
+        new = type(old)(stack.stacked_parameters(), **settings)
+        params, new_params = self.stack.stacked_parameters(), stack.stacked_parameters()
+        for p_new, (i, rows) in zip(new_params, self.stack.parameter_rows(models)):
+            p_old = params[i]
+            for key, t in old.state.get(p_old, {}).items():
+                if isinstance(t, Tensor) and t.shape == p_old.shape:
+                    t = t.index_select(0, torch.as_tensor(rows, device=t.device))
+                elif isinstance(t, Tensor):  # a per-parameter value such as Adam's step count
+                    t = t.clone()
+                new.state[p_new][key] = t
+        return AutogradStackStep(stack, new)
+
 
 def stack_key(cfg: HMCConfig) -> tuple:
     """The values of :data:`STACK_FIELDS`: configs with equal keys can share a stack."""
@@ -200,6 +217,7 @@ class StackedHMC(nn.Module):
             if c.model not in ("mlp", "mcm-mlp"):
                 raise ValueError(f"only sigmoid heads (mlp, mcm-mlp) can be stacked, got {c.model!r}")
         c0 = cfgs[0]
+        self.configs, self.hierarchy = cfgs, hierarchy
         self.n_models, self.n_features, self.n_nodes = len(cfgs), int(n_features), hierarchy.n
         self.dropout, self.activation = c0.dropout, c0.activation
         dims = [self.n_features] + [c0.hidden] * (c0.layers - 1)
@@ -227,6 +245,45 @@ class StackedHMC(nn.Module):
     def stacked_parameters(self) -> list[nn.Parameter]:
         """The trainable stacked tensors (hidden layers and output layers)."""
         return [p for mod in (self.layers, self.outputs) for p in mod.parameters()]
+
+    def parameter_rows(self, models: Sequence[int]) -> list[tuple[int, list[int]]]:
+        """For each stacked parameter of :meth:`subset` ``(models)``: the index of the
+        parameter of this stack (:meth:`stacked_parameters` order) it is cut from and
+        the rows along its leading (model) axis."""
+        idx = self._check_models(models)
+        n_hidden = 2 * len(self.layers)
+        out = [(i, idx) for i in range(n_hidden)]
+        for s, (a, b) in enumerate(self.segments):
+            local = [m - a for m in idx if a <= m < b]
+            if local:
+                out += [(n_hidden + 2 * s, local), (n_hidden + 2 * s + 1, local)]
+        return out
+
+    def select_rows(self, tensors: Sequence[Tensor], models: Sequence[int]) -> list[Tensor]:
+        """The rows of ``models`` (stack indices, increasing) of tensors laid out like
+        :meth:`stacked_parameters`, laid out like those of :meth:`subset` ``(models)``
+        (for the parameters and an optimiser's moments)."""
+        n = 2 * (len(self.layers) + len(self.segments))
+        if len(tensors) != n:
+            raise ValueError(f"expected {n} tensors (stacked_parameters' layout), got {len(tensors)}")
+        return [tensors[i].index_select(0, torch.as_tensor(rows, device=tensors[i].device))
+                for i, rows in self.parameter_rows(models)]
+
+    @torch.no_grad()
+    def subset(self, models: Sequence[int]) -> "StackedHMC":
+        """A new stack of ``models`` (stack indices, increasing) with copies of their weights."""
+        idx = self._check_models(models)
+        sub = StackedHMC([self.configs[m] for m in idx], self.n_features, self.hierarchy)
+        sub.to(self.outputs[0].weight.device).train(self.training)
+        for p, t in zip(sub.stacked_parameters(), self.select_rows(self.stacked_parameters(), idx)):
+            p.copy_(t)
+        return sub
+
+    def _check_models(self, models: Sequence[int]) -> list[int]:
+        idx = [int(m) for m in models]
+        if not idx or any(b <= a for a, b in zip(idx[:-1], idx[1:])) or idx[0] < 0 or idx[-1] >= self.n_models:
+            raise ValueError(f"models must be increasing stack indices in [0, {self.n_models}), got {idx}")
+        return idx
 
     @torch.no_grad()
     def load_models(self, models: Sequence[HMCModel]) -> "StackedHMC":
@@ -311,6 +368,40 @@ class StackedHMC(nn.Module):
         return model
 
 
+class _LiveStack:
+    """The models of a stack still in training, with what their steps need.
+
+    ``models``: their indices in the full stack (increasing); ``stack`` /
+    ``opt``: their network and training step; ``losses`` / ``extras``: one loss
+    (and its per-sample extras) per segment of ``stack``; ``gens`` /
+    ``draw_ws``: each model's batch-order generator and sampling weights.
+    :meth:`keep` drops the models that are done, so that later epochs cost only
+    what the remaining ones need (early stopping: models out of patience;
+    retraining: models past their own number of epochs).
+    """
+
+    def __init__(self, stack: StackedHMC, opt, losses: list, extras: list, gens: list, draw_ws: list):
+        self.stack, self.opt, self.losses, self.extras = stack, opt, losses, extras
+        self.gens, self.draw_ws = list(gens), list(draw_ws)
+        self.models = np.arange(stack.n_models)
+
+    def keep(self, wanted: np.ndarray) -> None:
+        """Keep the live models ``m`` with ``wanted[m]`` (a mask over the full stack)."""
+        sel = [j for j, m in enumerate(self.models) if wanted[m]]
+        if len(sel) == len(self.models):
+            return
+        if sel:
+            old = self.stack
+            self.stack = old.subset(sel)
+            self.opt = self.opt.subset(self.stack, sel)
+            segs = [k for k, (a, b) in enumerate(old.segments) if any(a <= j < b for j in sel)]
+            self.losses = [self.losses[k] for k in segs]
+            self.extras = [self.extras[k] for k in segs]
+        self.gens = [self.gens[j] for j in sel]
+        self.draw_ws = [self.draw_ws[j] for j in sel]
+        self.models = self.models[sel]
+
+
 # --------------------------------------------------------------------------
 # Trainer
 # --------------------------------------------------------------------------
@@ -377,40 +468,44 @@ class StackedHMCTrainer:
             extras.append(ex)
         return losses, extras
 
-    def _train(self, stack: StackedHMC, opt, losses, extras, X: Tensor, Y: Tensor, epochs: int,
-               gens: list[torch.Generator], draw_ws: list, on_epoch=None):
-        """Up to ``epochs`` epochs; ``on_epoch(epoch, (M,) mean losses) -> stop?``.
+    def _train(self, live: "_LiveStack", X: Tensor, Y: Tensor, epochs: int, on_epoch=None):
+        """Up to ``epochs`` epochs of the models of ``live``; ``on_epoch(epoch, mean) -> stop?``
+        gets the ``(n_live,)`` mean losses and may :meth:`_LiveStack.keep` fewer models
+        for the epochs after it (training stops when none is left).
 
-        Returns (epochs run, wall seconds, CPU seconds) of the training loops.
+        Returns (epochs run, wall seconds, CPU seconds, model-epochs) of the training loops.
         """
         n, bs = X.shape[0], self.configs[0].batch_size
         n_steps = math.ceil(n / bs)
-        seconds, cpu, done = 0.0, 0.0, 0
+        seconds, cpu, done, model_epochs = 0.0, 0.0, 0, 0
         for epoch in range(1, epochs + 1):
+            stack, segments, losses, extras = live.stack, live.stack.segments, live.losses, live.extras
             stack.train()
             t0, c0 = time.perf_counter(), time.process_time()
             perms = torch.stack([
                 torch.randperm(n, generator=g) if w is None else torch.multinomial(w, n, replacement=True, generator=g)
-                for g, w in zip(gens, draw_ws)]).to(X.device)  # (M, n): model m's sample order
+                for g, w in zip(live.gens, live.draw_ws)]).to(X.device)  # (M, n): model m's sample order
             total = torch.zeros(stack.n_models, device=X.device)
             for i in range(0, n, bs):
                 idx = perms[:, i:i + bs]  # (M, B)
-                per = opt.step(X[idx], lambda zs: torch.cat([
+                per = live.opt.step(X[idx], lambda zs: torch.cat([
                     fn.per_model(z, Y[idx[a:b]], *(e[idx[a:b]] for e in ex))
-                    for (a, b), z, fn, ex in zip(stack.segments, zs, losses, extras)]))
+                    for (a, b), z, fn, ex in zip(segments, zs, losses, extras)]))
                 total += per
             mean = (total / n_steps).cpu().numpy()
             seconds += time.perf_counter() - t0
             cpu += time.process_time() - c0
-            done = epoch
+            done, model_epochs = epoch, model_epochs + stack.n_models
             bad = np.flatnonzero(~np.isfinite(mean))
             if bad.size:
-                c = self.configs[self.order[bad[0]]]
+                c = self.configs[self.order[live.models[bad[0]]]]
                 raise FloatingPointError(f"training loss became {mean[bad[0]]} at epoch {epoch} for "
                                          f"{c.model} + {c.loss}, seed {c.seed}")
             if on_epoch is not None and on_epoch(epoch, mean):
                 break
-        return done, seconds, cpu
+            if not len(live.models):
+                break
+        return done, seconds, cpu, model_epochs
 
     # ---------------------------------------------------------------- fit
     def fit(self, dataset) -> list[HMCResult]:
@@ -475,17 +570,21 @@ class StackedHMCTrainer:
                 states: list = [None] * M
                 active = np.ones(M, dtype=bool)
 
+                live = _LiveStack(stack, opt, losses, extras, gens(), [draw_weights(c, ds.Y_train) for c in cfgs])
+
                 def on_epoch(epoch, mean):
                     evaluate = epoch % c0.eval_every == 0 or epoch == c0.max_epochs
-                    s_val = stack.scores(ds.X_valid) if evaluate else None
-                    for m in np.flatnonzero(active):
-                        row = {"epoch": epoch, "loss": float(mean[m])}
+                    s_val = live.stack.scores(ds.X_valid) if evaluate else None
+                    for j, m in enumerate(live.models):
+                        if not active[m]:
+                            continue
+                        row = {"epoch": epoch, "loss": float(mean[j])}
                         if evaluate:
-                            ap = average_precision(ds.Y_valid, s_val[m], evaluate=ds.eval_mask)
+                            ap = average_precision(ds.Y_valid, s_val[j], evaluate=ds.eval_mask)
                             row["valid_auprc"] = ap
                             if ap > best_ap[m]:
                                 best_ap[m], best_epoch[m], since[m] = ap, epoch, 0
-                                states[m] = stack.state_of(m)
+                                states[m] = live.stack.state_of(j)
                             else:
                                 since[m] += 1
                         history[m].append(row)
@@ -495,57 +594,61 @@ class StackedHMCTrainer:
                     if evaluate:
                         self._say(f"epoch {epoch:4d}  valid AU(PRC) best " + " ".join(f"{a:.4f}" for a in best_ap)
                                   + f"  ({int(active.sum())}/{M} still improving)")
+                    live.keep(active)  # the models out of patience stop training
                     return not active.any()
 
-                _, sel_seconds, sel_cpu = self._train(stack, opt, losses, extras, X, Y, c0.max_epochs, gens(),
-                                                      [draw_weights(c, ds.Y_train) for c in cfgs], on_epoch)
+                _, sel_seconds, sel_cpu, sel_model_epochs = self._train(live, X, Y, c0.max_epochs, on_epoch)
                 for m in range(M):
                     stack.load_state_of(m, states[m])
                 tune_all(stack, range(M))
-            stack_epochs_a = max(sel_epochs)
 
         # ---- phase B: the final models
         if select and not c0.retrain:
             final, n_final = stack, len(ds.X_train)
             epochs_trained = sel_epochs
-            sec_per_epoch, cpu_per_epoch = sel_seconds / max(1, stack_epochs_a), sel_cpu / max(1, stack_epochs_a)
+            seconds, cpu, model_epochs = sel_seconds, sel_cpu, sel_model_epochs
         else:
-            targets = list(best_epoch) if select else [c0.epochs] * M
+            targets = np.array(best_epoch if select else [c0.epochs] * M)
             with _seeded(self.seed, device):
                 final, opt, _ = self._new_stack(ds, device)
                 final_y = np.concatenate([p[1] for p in final_parts])
                 losses, extras = self._losses(final, cfgs, ds, final_y, device)
                 X, Y = tensors(*final_parts)
+                live = _LiveStack(final, opt, losses, extras, gens(), [draw_weights(c, final_y) for c in cfgs])
+                last = int(targets.max())
                 snap: dict[int, list] = {}
-                last = max(targets)
 
                 def on_final(epoch, mean):
-                    for m in range(M):
+                    for j, m in enumerate(live.models):
                         if not select:
-                            history[m].append({"epoch": epoch, "loss": float(mean[m])})
-                        if targets[m] == epoch and epoch < last:
-                            snap[m] = final.state_of(m)
+                            history[m].append({"epoch": epoch, "loss": float(mean[j])})
+                        if targets[m] == epoch and epoch < last:  # model m is done: its final state
+                            snap[m] = live.stack.state_of(j)
                     if epoch % max(1, c0.eval_every * 10) == 0 or epoch == last:
                         self._say(f"[{final_name}] epoch {epoch:4d}/{last}  loss "
                                   + " ".join(f"{v:.4f}" for v in mean))
+                    if epoch < last:
+                        live.keep(targets > epoch)
                     return False
 
-                run, seconds, cpu = self._train(final, opt, losses, extras, X, Y, last, gens(),
-                                                [draw_weights(c, final_y) for c in cfgs], on_final)
+                run, seconds, cpu, model_epochs = self._train(live, X, Y, last, on_final)
+                if live.stack is not final:
+                    for j, m in enumerate(live.models):
+                        final.load_state_of(m, live.stack.state_of(j))
                 for m, st in snap.items():
                     final.load_state_of(m, st)
             n_final = X.shape[0]
             epochs_trained = targets
-            sec_per_epoch, cpu_per_epoch = seconds / max(1, run), cpu / max(1, run)
             if not select and not c0.retrain and has_valid:
                 tune_all(final, [m for m in range(M) if isinstance(cfgs[m].threshold, str)])
+        # time per model-epoch (the stack shrinks as models finish)
+        spe, cpe = seconds / max(1, model_epochs), cpu / max(1, model_epochs)
 
         test_scores = final.scores(ds.X_test)
         y_freq = full.Y_train
         results: list[HMCResult | None] = [None] * M
         for m, orig in enumerate(self.order):
             metrics = evaluate_hmc(ds.Y_test, test_scores[m], ds.eval_mask, y_freq, threshold=thresholds[m])
-            spe = sec_per_epoch / M
             results[orig] = HMCResult(
                 dataset=ds.name,
                 config=cfgs[m].to_dict(),
@@ -557,7 +660,7 @@ class StackedHMCTrainer:
                 seconds_per_epoch=spe,
                 samples_per_second=n_final / spe if spe > 0 else float("nan"),
                 wall_seconds=0.0,
-                cpu_seconds_per_epoch=cpu_per_epoch / M,
+                cpu_seconds_per_epoch=cpe,
                 history=history[m],
                 test_scores=test_scores[m],
                 model=final.to_model(m, cfgs[m], ds.hierarchy),
@@ -625,11 +728,11 @@ def stack_step_seconds(dataset, configs: Sequence[HMCConfig], *, steps: int = 50
         losses, extras = tr._losses(stack, scfgs, dataset, Y_np[:n], device)
         X = torch.as_tensor(X_np[:n], dtype=torch.float32, device=device)
         Y = torch.as_tensor(Y_np[:n], dtype=torch.float32, device=device)
-        gens = [torch.Generator().manual_seed(c.seed) for c in scfgs]
-        none = [None] * len(scfgs)
+        live = _LiveStack(stack, opt, losses, extras, [torch.Generator().manual_seed(c.seed) for c in scfgs],
+                          [None] * len(scfgs))
         w = 10 * c0.batch_size
-        tr._train(stack, opt, losses, extras, X[:w], Y[:w], 1, gens, none)  # warm-up
-        runs = [tr._train(stack, opt, losses, extras, X, Y, 1, gens, none)[1:] for _ in range(repeats)]
+        tr._train(live, X[:w], Y[:w], 1)  # warm-up
+        runs = [tr._train(live, X, Y, 1)[1:3] for _ in range(repeats)]
     wall, cpu = np.median(np.array(runs), axis=0)
     k = math.ceil(n / c0.batch_size)
     return float(wall) / k, float(cpu) / k

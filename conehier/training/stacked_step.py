@@ -145,9 +145,23 @@ class FusedStackStep:
         params = stack.stacked_parameters()
         self.state = {id(p): (torch.zeros_like(p), torch.zeros_like(p)) for p in params}
         self.t = 0
+        self._grad_buffers: dict[int, Tensor] = {}
         if compile is None:
             compile = params[0].device.type == "cpu" and sum(p.numel() for p in params) >= COMPILE_MIN_PARAMS
         self.compile = bool(compile)
+
+    def subset(self, stack, models) -> "FusedStackStep":
+        """The step of ``stack = self.stack.subset(models)``: same settings and step
+        count, Adam's moments cut to the rows of ``models``."""
+        new = FusedStackStep(stack, lr=self.lr, weight_decay=self.wd, betas=(self.beta1, self.beta2), eps=self.eps,
+                             compile=self.compile)
+        new.t = self.t
+        old_params = self.stack.stacked_parameters()
+        for k in (0, 1):
+            cut = self.stack.select_rows([self.state[id(p)][k] for p in old_params], models)
+            for p, t in zip(stack.stacked_parameters(), cut):
+                new.state[id(p)][k].copy_(t)
+        return new
 
     # ------------------------------------------------------------ pieces
     def _queue(self, queue: list, p: Tensor, x: Tensor | None, d: Tensor) -> None:
@@ -156,8 +170,12 @@ class FusedStackStep:
             queue.append(("bias", p, None, d))
         elif x.shape[1] <= RANK_LIMIT:
             queue.append(("rank", p, x, d))
-        else:  # a real matrix product: BLAS
-            queue.append(("grad", p, None, torch.bmm(x.transpose(1, 2), d)))
+        else:  # a real matrix product: BLAS, into a kept buffer (a fresh large tensor each step
+            # costs page faults that halve the product's speed)
+            buf = self._grad_buffers.get(id(p))
+            if buf is None or buf.shape != p.shape or buf.dtype != p.dtype:
+                buf = self._grad_buffers[id(p)] = torch.empty_like(p)
+            queue.append(("grad", p, None, torch.bmm(x.transpose(1, 2), d, out=buf)))
 
     def _hidden_forward(self, x: Tensor) -> tuple[list[Tensor], list[Tensor]]:
         """Layer inputs ``[x, h_1, ...]`` and gates ``dh_k/da_k`` of the hidden layers (no autograd)."""

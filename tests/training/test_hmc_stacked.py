@@ -95,6 +95,20 @@ def test_early_stopping_per_model_matches_trainer(toy):
             [h.get("valid_auprc") for h in single.history], abs=1e-6)
 
 
+def test_models_that_finish_leave_the_stack_and_still_match_trainer(toy):
+    """Early stopping at different epochs: models out of patience leave the stack
+    (phase A) and models past their own epochs leave the retraining stack (phase B);
+    every model still equals its own HMCTrainer run."""
+    cfgs = [fast(model="mcm-mlp", loss=l, seed=s, epochs=None, max_epochs=12, patience=1)
+            for l in ("bce", "sigmoidf1") for s in (0, 3)]
+    lines = []
+    results = StackedHMCTrainer(cfgs, log=lines.append).fit(toy)
+    stopped = [len(r.history) for r in results]
+    assert len(set(stopped)) > 1 and len({r.best_epoch for r in results}) > 1, (stopped, lines)
+    for c, r in zip(cfgs, results):
+        _assert_same_run(r, fit_hmc(toy, c))
+
+
 def test_early_stopping_without_retraining_and_split_validation(toy_novalid):
     cfgs = [fast(model="mcm-mlp", loss=l, seed=s, epochs=None, max_epochs=4, patience=2, retrain=False)
             for l in ("bce", "champ-hard") for s in (0, 1)]
@@ -177,6 +191,30 @@ def test_stacked_network_equals_its_models(toy):
         assert float(_weights(stack.to_model(m, cfgs[m], toy.hierarchy)).abs().sum()) == 0.0
         stack.load_state_of(m, st)
         torch.testing.assert_close(_weights(stack.to_model(m, cfgs[m], toy.hierarchy)), _weights(model))
+
+
+def test_subset_holds_the_rows_of_its_models(toy):
+    cfgs = [fast(model="mlp", seed=0), fast(model="mcm-mlp", seed=1), fast(model="mcm-mlp", seed=2),
+            fast(model="mcm-mlp", loss="rare-node", seed=3)]
+    stack = StackedHMC(cfgs, toy.n_features, toy.hierarchy)
+    with torch.no_grad():
+        for p in stack.stacked_parameters():
+            p.normal_()
+    sub = stack.subset([1, 3])
+    assert sub.segments == [(0, 1), (1, 2)] and sub.n_heads == [1, 2]
+    # 2 hidden layers (weight, bias), then the outputs of segments mlp | mcm-mlp x2 | rare-node
+    assert stack.parameter_rows([1, 3]) == [(0, [1, 3]), (1, [1, 3]), (2, [1, 3]), (3, [1, 3]), (6, [0]), (7, [0]),
+                                            (8, [0]), (9, [0])]
+    full, part = stack.scores(toy.X_test[:9]), sub.scores(toy.X_test[:9])
+    np.testing.assert_allclose(part, full[[1, 3]], atol=1e-6)
+    for j, m in enumerate([1, 3]):
+        for a, b in zip(sub.state_of(j), stack.state_of(m)):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+    for bad in ([], [2, 1], [0, 4], [1, 1]):
+        with pytest.raises(ValueError, match="increasing stack indices"):
+            stack.subset(bad)
+    with pytest.raises(ValueError, match="stacked_parameters' layout"):
+        stack.select_rows(stack.stacked_parameters()[:2], [0])
 
 
 def test_stacked_linear_by_hand():

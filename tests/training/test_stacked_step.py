@@ -210,3 +210,39 @@ def test_autograd_step_is_the_reference_interface(toy):
     tr = StackedHMCTrainer([_cfg(seed=0)], engine="auto")
     _, opt, _ = tr._new_stack(toy, torch.device("cpu"))
     assert isinstance(opt, FusedStackStep) and not opt.compile  # a tiny stack: eager update
+
+
+# --------------------------------------------------------------------------
+# a step cut to fewer models (the stack shrinks as models finish)
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize("engine", ["fused", "autograd"])
+def test_subset_step_continues_the_kept_models(toy, engine):
+    """Cutting stack + optimiser state to models [0, 2, 3] and stepping on: the kept
+    models move exactly as they do in the full stack (dropout 0, same batches)."""
+    cfgs = [_cfg(model=m, loss=l, seed=s, dropout=0.0)
+            for m, l in (("mlp", "bce"), ("mcm-mlp", "rare-node")) for s in range(2)]
+    tr = StackedHMCTrainer(cfgs, engine=engine)
+    dev = torch.device("cpu")
+    stack, opt, scfgs = tr._new_stack(toy, dev)
+    losses, extras = tr._losses(stack, scfgs, toy, toy.Y_train, dev)
+    X = torch.as_tensor(toy.X_train, dtype=torch.float32)
+    Y = torch.as_tensor(toy.Y_train, dtype=torch.float32)
+    batches = [torch.randint(0, len(X), (len(cfgs), 4), generator=torch.Generator().manual_seed(s)) for s in range(6)]
+
+    def run(stack, opt, losses, extras, idxs):
+        for idx in idxs:
+            opt.step(X[idx], lambda zs: torch.cat([fn.per_model(z, Y[idx[a:b]], *(e[idx[a:b]] for e in ex))
+                                                   for (a, b), z, fn, ex in zip(stack.segments, zs, losses, extras)]))
+
+    run(stack, opt, losses, extras, batches[:3])
+    keep = [0, 2, 3]
+    sub = stack.subset(keep)
+    sub_opt = opt.subset(sub, keep)
+    assert sub.n_models == 3 and sub.segments == [(0, 1), (1, 3)] and sub.configs == [scfgs[m] for m in keep]
+    for p, q in zip(sub.stacked_parameters(), stack.select_rows(stack.stacked_parameters(), keep)):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+    run(stack, opt, losses, extras, batches[3:])
+    run(sub, sub_opt, losses, extras, [b[keep] for b in batches[3:]])
+    for p, q in zip(sub.stacked_parameters(), stack.select_rows(stack.stacked_parameters(), keep)):
+        torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-5)
+    assert (sub_opt.t if engine == "fused" else 1) == (opt.t if engine == "fused" else 1)
