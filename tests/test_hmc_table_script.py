@@ -48,3 +48,19 @@ def test_worker_command_line_keeps_the_row_options(script):
                   "--batch-size 64", "--lr 0.0003", "--engine fused", "--merge", "--no-stack", "--verbose"):
         assert piece in text
     assert "--data-dir" not in text and "--max-stack" not in text
+
+
+def test_protocol_names_a_non_default_early_stopping_budget(script):
+    def ns(**kw):
+        base = dict(batch_size=4, threads=1, device="cpu", max_epochs=script.MAX_EPOCHS, patience=script.PATIENCE,
+                    lr=None)
+        base.update(kw)
+        return type("A", (), base)()
+
+    cfg, text = script._config("pheno_GO", "mcm-mlp", "bce", "auto", ns())
+    assert cfg.epochs is None and text == "early stopping on valid, retrain on train+valid"
+    cfg, text = script._config("pheno_GO", "mcm-mlp", "bce", "auto", ns(max_epochs=60, patience=10))
+    assert (cfg.max_epochs, cfg.patience) == (60, 10)
+    assert text == "early stopping on valid, retrain on train+valid (at most 60 epochs, patience 10)"
+    _, text = script._config("cellcycle_FUN", "mcm-mlp", "bce", "auto", ns(max_epochs=60, patience=10))
+    assert text == "published epochs, train+valid"  # the budget only matters with early stopping

@@ -39,11 +39,15 @@ from the stack's generator (seeded by ``seed``, default the first config's).
 
 Protocol and results are those of :class:`HMCTrainer` (its module docs):
 fixed epochs on train (+ valid), or early stopping per model on its own valid
-AU(PRC) (each model keeps its best epoch; the stack runs until every model has
-run out of patience) and retraining for each model's own number of epochs
-(the state of model m is taken at its epoch ``e_m``). One
-:class:`~conehier.training.hmc.HMCResult` per config; its ``seconds_per_epoch``
-/ ``wall_seconds`` are the stack's, divided by M (amortised per model), and
+AU(PRC) (each model keeps its best epoch) and retraining for each model's own
+number of epochs (the state of model m is taken at its epoch ``e_m``). A model
+that is done -- out of patience, or past its own ``e_m`` -- leaves the stack
+(:meth:`StackedHMC.subset`, with its optimiser state cut to the remaining rows),
+so the later epochs cost only what the remaining models need; the remaining
+models' steps are unchanged, except that their dropout masks are then drawn
+for the smaller stack. One :class:`~conehier.training.hmc.HMCResult` per
+config; its ``seconds_per_epoch`` is the stack's time per model-epoch,
+``wall_seconds`` the stack's divided by M (amortised per model), and
 ``stack_models`` is M.
 
 Cost: the stack removes per-op overhead; the fused step removes the stored
