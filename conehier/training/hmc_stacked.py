@@ -398,7 +398,7 @@ class _LiveStack:
             old = self.stack
             self.stack = old.subset(sel)
             self.opt = self.opt.subset(self.stack, sel)
-            segs = [k for k, (a, b) in enumerate(old.segments) if any(a <= j < b for j in sel)]
+            segs = sorted({old._segment_of(j) for j in sel})
             self.losses = [self.losses[k] for k in segs]
             self.extras = [self.extras[k] for k in segs]
         self.gens = [self.gens[j] for j in sel]
@@ -579,9 +579,7 @@ class StackedHMCTrainer:
                 def on_epoch(epoch, mean):
                     evaluate = epoch % c0.eval_every == 0 or epoch == c0.max_epochs
                     s_val = live.stack.scores(ds.X_valid) if evaluate else None
-                    for j, m in enumerate(live.models):
-                        if not active[m]:
-                            continue
+                    for j, m in enumerate(live.models):  # live models are active: keep() drops the others
                         row = {"epoch": epoch, "loss": float(mean[j])}
                         if evaluate:
                             ap = average_precision(ds.Y_valid, s_val[j], evaluate=ds.eval_mask)

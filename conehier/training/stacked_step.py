@@ -173,7 +173,7 @@ class FusedStackStep:
         else:  # a real matrix product: BLAS, into a kept buffer (a fresh large tensor each step
             # costs page faults that halve the product's speed)
             buf = self._grad_buffers.get(id(p))
-            if buf is None or buf.shape != p.shape or buf.dtype != p.dtype:
+            if buf is None:
                 buf = self._grad_buffers[id(p)] = torch.empty_like(p)
             queue.append(("grad", p, None, torch.bmm(x.transpose(1, 2), d, out=buf)))
 
