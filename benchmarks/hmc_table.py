@@ -8,13 +8,16 @@
 A row trains all its configurations x seeds as stacked ensembles
 (:mod:`conehier.training.hmc_stacked`: one network with a leading model axis,
 one Adam; the same numbers as separate runs up to float rounding): one stack
-per group of equal sizes / epochs (``--max-stack`` caps its size), or one run
+per group of equal sizes / epochs, at most ``--max-stack`` (default 3) models
+each, trained one after the other (small stacks are faster per model than one
+large one: :data:`conehier.training.hmc_stacked.DEFAULT_STACK_MODELS`), or one run
 after the other with ``--no-stack``. ``--engine`` picks the stack's training step
 (``auto``: on CPU the hand-written backward with Adam fused into the weight
 gradient, :mod:`conehier.training.stacked_step`; ``autograd``: autograd + Adam,
-as the rows made before it). ``--workers N`` runs the row's configurations
-round robin in N processes side by side (e.g. 2 with ``--threads 1`` on 2
-cores) and records the elapsed time of all of them as the row's wall time.
+as the rows made before it). ``--workers N`` runs the row's configurations in
+N processes side by side (e.g. 2 with ``--threads 1`` on 2 cores), each taking
+the next configuration as soon as it is free, and records the elapsed time of
+all of them as the row's wall time.
 
 Configurations (``--configs``, comma-separated keys): ``mlp-bce`` (MLP, BCE),
 ``mcm-bce`` (C-HMCNN: max-constraint MLP, BCE), ``mcm-champ-hard``,
@@ -74,7 +77,7 @@ import torch
 from conehier.data.hmc import HMC_DATASETS, hmc_files, load_hmc
 from conehier.data.paths import data_root
 from conehier.training.hmc import CHMCNN_SETTINGS, HMCConfig, chmcnn_config, run_hmc, summarize
-from conehier.training.hmc_stacked import ENGINES, fit_stacked, plan_stacks, stack_speed, stack_step_seconds
+from conehier.training.hmc_stacked import DEFAULT_STACK_MODELS, ENGINES, fit_stacked, plan_stacks, stack_speed, stack_step_seconds
 
 #: C-HMCNN's published AU(PRC) (Giunchiglia & Lukasiewicz 2020, Table 2).
 PUBLISHED_AUPRC = {
@@ -150,9 +153,26 @@ def row_configs(name: str, args, keys: list[str] | None = None) -> tuple[dict, l
     return plan, cfgs
 
 
-def worker_groups(keys: list[str], workers: int) -> list[list[str]]:
-    """The configurations of each of ``workers`` processes: round robin, empty groups dropped."""
-    return [g for g in (keys[k::workers] for k in range(workers)) if g]
+def greedy_loads(costs: list[float], workers: int) -> list[float]:
+    """Total cost per process when ``workers`` processes take jobs of ``costs`` in order, each
+    the next job as soon as it is free (how ``--workers`` hands out configurations)."""
+    loads = [0.0] * min(workers, len(costs))
+    for c in costs:
+        k = loads.index(min(loads))
+        loads[k] += c
+    return loads
+
+
+def claim(claim_dir: str | None, key: str) -> bool:
+    """True if this process may run configuration ``key``: always without ``claim_dir``; with
+    it, for the first process to create ``claim_dir/key`` (atomic ``O_EXCL``)."""
+    if claim_dir is None:
+        return True
+    try:
+        os.close(os.open(os.path.join(claim_dir, key), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        return True
+    except FileExistsError:
+        return False
 
 
 def estimate(args, root: Path) -> None:
@@ -160,8 +180,9 @@ def estimate(args, root: Path) -> None:
 
     Projection = CPU seconds per step x ceil(N / batch) steps per epoch x epochs
     (C-HMCNN's published count), summed over the stacks of each ``--workers``
-    process; the row's projected wall time is that of its slowest process (each
-    on a core of its own). Evaluation and data loading are not included. With
+    process (configurations handed out in order to the first free process); the
+    row's projected wall time is that of its slowest process (each on a core of
+    its own). Evaluation and data loading are not included. With
     early stopping the number of epochs is not known in advance: per epoch only.
     """
     names = args.dataset or available_datasets(root)
@@ -172,10 +193,10 @@ def estimate(args, root: Path) -> None:
         ds = load_hmc(name, data_dir=root, download=False)
         n = len(ds.X_train) + (len(ds.X_valid) if ds.X_valid is not None else 0)
         per_epoch = math.ceil(n / args.batch_size)
-        per_worker = []
+        per_config = []
         epochs_known = True
-        for keys in worker_groups(args.configs, args.workers):
-            _, cfgs = row_configs(name, args, keys)
+        for key in args.configs:  # each configuration is one job of a --workers process
+            _, cfgs = row_configs(name, args, [key])
             cpu = 0.0
             for idx in plan_stacks(cfgs, args.max_stack):  # the stacks fit_stacked would train
                 part = [cfgs[i] for i in idx]
@@ -183,7 +204,8 @@ def estimate(args, root: Path) -> None:
                 e = part[0].epochs
                 epochs_known &= e is not None
                 cpu += c * per_epoch * (e or 1)
-            per_worker.append(cpu)
+            per_config.append(cpu)
+        per_worker = greedy_loads(per_config, args.workers)
         _, cfgs = row_configs(name, args)
         unit = "row" if epochs_known else "epoch (early stopping: x epochs run)"
         print(f"{name:<14} {len(cfgs):3d} models, hidden {cfgs[0].hidden}, {per_epoch} steps/epoch, "
@@ -202,15 +224,27 @@ def run_row(name: str, args, root: Path) -> dict:
     log = (lambda m: print("   ", m, file=sys.stderr, flush=True)) if args.verbose else None
     t_row, c_row = time.perf_counter(), time.process_time()
     plan, cfgs = row_configs(name, args)
-    if args.stack:
+    if args.stack and args.claim is None:
         results = fit_stacked(ds, cfgs, max_models=args.max_stack, log=log, engine=args.engine)
         for k, key in enumerate(args.configs):
             summary = summarize(results[k * args.seeds:(k + 1) * args.seeds])
             summary.update(protocol=plan[key][1], label=CONFIGS[key][0], stack_models=results[0].stack_models)
             row["configs"][key] = summary
             _print_summary(name, summary["label"], summary, summary["wall_seconds"])
+    elif args.stack:  # a --workers process: each configuration no other process has taken
+        for k, key in enumerate(args.configs):
+            if not claim(args.claim, key):
+                continue
+            results = fit_stacked(ds, cfgs[k * args.seeds:(k + 1) * args.seeds], max_models=args.max_stack, log=log,
+                                  engine=args.engine)
+            summary = summarize(results)
+            summary.update(protocol=plan[key][1], label=CONFIGS[key][0], stack_models=results[0].stack_models)
+            row["configs"][key] = summary
+            _print_summary(name, summary["label"], summary, summary["wall_seconds"])
     else:
         for key in args.configs:
+            if not claim(args.claim, key):
+                continue
             cfg, protocol = plan[key]
             t0 = time.perf_counter()
             summary = run_hmc(ds, cfg, seeds=range(args.seeds), log=log)
@@ -224,21 +258,24 @@ def run_row(name: str, args, root: Path) -> dict:
     return row
 
 
-def worker_argv(args, name: str, configs: list[str], out: str) -> list[str]:
-    """The command line of one worker process of a row run with ``--workers``."""
+def worker_argv(args, name: str, configs: list[str], out: str, claim_dir: str | None = None) -> list[str]:
+    """The command line of one worker process of a row run with ``--workers`` (``claim_dir``:
+    the directory through which the processes hand out the configurations)."""
     argv = ["--dataset", name, "--configs", ",".join(configs), "--out", out, "--seeds", str(args.seeds),
             "--epochs", str(args.epochs), "--max-epochs", str(args.max_epochs), "--patience", str(args.patience),
             "--batch-size", str(args.batch_size), "--threads", str(args.threads), "--device", args.device,
-            "--engine", args.engine]
-    for flag, value in (("--lr", args.lr), ("--data-dir", args.data_dir), ("--max-stack", args.max_stack)):
+            "--engine", args.engine, "--max-stack", str(args.max_stack or 0)]
+    for flag, value in (("--lr", args.lr), ("--data-dir", args.data_dir), ("--claim", claim_dir)):
         if value is not None:
             argv += [flag, str(value)]
     return argv + ["--merge"] + ([] if args.stack else ["--no-stack"]) + (["--verbose"] if args.verbose else [])
 
 
 def run_row_in_workers(name: str, args) -> dict:
-    """One row as ``--workers`` processes side by side, each running every ``workers``-th
-    configuration (round robin) into a scratch directory; their rows are combined.
+    """One row as ``--workers`` processes side by side; each takes the next configuration
+    not yet taken (:func:`claim`) as soon as it is free, so a process whose
+    configurations stop early takes more of them, and writes into a scratch
+    directory; their rows are combined.
 
     The row's ``wall_seconds`` is the elapsed time of all workers together (what the
     row costs on a machine with that many free cores), ``cpu_seconds`` the sum of
@@ -246,11 +283,13 @@ def run_row_in_workers(name: str, args) -> dict:
     """
     import subprocess
 
-    groups = worker_groups(args.configs, args.workers)
+    n = min(args.workers, len(args.configs))
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix=f"hmc_{name}_") as tmp:
-        procs = [subprocess.Popen([sys.executable, str(Path(__file__).resolve())] + worker_argv(args, name, g, tmp))
-                 for g in groups]
+        claims = Path(tmp) / "claims"
+        claims.mkdir()
+        argv = worker_argv(args, name, args.configs, tmp, str(claims))
+        procs = [subprocess.Popen([sys.executable, str(Path(__file__).resolve())] + argv) for _ in range(n)]
         codes = [p.wait() for p in procs]
         if any(codes):
             raise RuntimeError(f"{name}: worker(s) failed with exit codes {codes}; no row saved")
@@ -259,7 +298,7 @@ def run_row_in_workers(name: str, args) -> dict:
     row["parts"] = [dict(p, command=None) for p in row.get("parts") or [_part(row)]]  # commands name the scratch dir
     row["wall_seconds"] = time.perf_counter() - t0
     row["cpu_seconds"] = sum(p["cpu_seconds"] for p in row["parts"])
-    row["workers"] = len(groups)
+    row["workers"] = n
     row["load_average"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     row["command"] = "python benchmarks/hmc_table.py " + " ".join(args.argv)
     return row
@@ -504,7 +543,9 @@ def main(argv=None) -> None:
     ap.add_argument("--speed-repeats", type=int, default=3)
     ap.add_argument("--no-stack", dest="stack", action="store_false",
                     help="train the runs one after the other (HMCTrainer) instead of as stacked ensembles")
-    ap.add_argument("--max-stack", type=int, default=None, help="most models per stack (default: all of a row)")
+    ap.add_argument("--max-stack", type=int, default=DEFAULT_STACK_MODELS,
+                    help=f"most models per stack (default {DEFAULT_STACK_MODELS}; 0: no limit)")
+    ap.add_argument("--claim", default=None, help=argparse.SUPPRESS)  # --workers: the hand-out directory
     ap.add_argument("--stack-sizes", default="1,18", help="--speed: stack sizes to time (comma-separated)")
     ap.add_argument("--merge", action="store_true",
                     help="merge the configurations run now into the data set's saved row (a row made in parts)")
@@ -521,6 +562,9 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     if args.workers < 1:
         ap.error("--workers must be >= 1")
+    if args.max_stack < 0:
+        ap.error("--max-stack must be >= 0 (0: no limit)")
+    args.max_stack = args.max_stack or None
     args.argv = argv
     root = data_root(args.data_dir)
     out = Path(args.out)
@@ -542,6 +586,8 @@ def main(argv=None) -> None:
         names = args.dataset or [n for n in available_datasets(root)]
         for name in names:
             row = run_row(name, args, root) if args.workers == 1 else run_row_in_workers(name, args)
+            if not row["configs"]:  # a --workers process that found every configuration taken
+                continue
             save_row(out, row, merge=args.merge)
             print(f"{name}: row done in {row['wall_seconds'] / 60:.1f} min", flush=True)
     print(build_table(out))

@@ -47,7 +47,20 @@ def test_worker_command_line_keeps_the_row_options(script):
     for piece in ("--dataset Diatoms", "--configs mcm-bce,mlp-bce", "--out /tmp/x", "--epochs early-stop",
                   "--batch-size 64", "--lr 0.0003", "--engine fused", "--merge", "--no-stack", "--verbose"):
         assert piece in text
-    assert "--data-dir" not in text and "--max-stack" not in text
+    assert "--data-dir" not in text and "--claim" not in text
+    assert "--max-stack 0" in text  # no limit, said explicitly (the worker's default is a limit)
+    ns.max_stack = 3
+    assert "--max-stack 3 " in " ".join(script.worker_argv(ns, "Diatoms", ["mcm-bce"], "/tmp/x", "/tmp/c")) + " "
+    assert "--claim /tmp/c" in " ".join(script.worker_argv(ns, "Diatoms", ["mcm-bce"], "/tmp/x", "/tmp/c"))
+
+
+def test_processes_take_the_next_free_configuration(script, tmp_path):
+    assert script.greedy_loads([5.0, 1.0, 1.0, 1.0, 4.0], 2) == [5.0, 7.0]
+    assert script.greedy_loads([2.0], 4) == [2.0]
+    claims = str(tmp_path)
+    assert script.claim(None, "mcm-bce") and script.claim(None, "mcm-bce")
+    assert script.claim(claims, "mcm-bce") and not script.claim(claims, "mcm-bce")
+    assert script.claim(claims, "mlp-bce")
 
 
 def test_protocol_names_a_non_default_early_stopping_budget(script):

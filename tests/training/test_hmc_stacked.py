@@ -8,10 +8,12 @@ from conehier.data.hmc import load_hmc
 from conehier.losses.multilabel import ensemble_uncertainty, rare_node_loss, sigmoid_f1_loss
 from conehier.training.hmc import HMCConfig, HMCTrainer, build_model, fit_hmc, make_loss
 from conehier.training.hmc_stacked import (
+    DEFAULT_STACK_MODELS,
     StackedHMC,
     StackedHMCTrainer,
     StackedLinear,
     fit_stacked,
+    plan_stacks,
     segment_key,
     stack_key,
     stack_speed,
@@ -161,6 +163,17 @@ def test_fit_stacked_groups_by_size_and_splits_stacks(toy):
         _assert_same_run(r2, single)
     with pytest.raises(ValueError, match="max_models"):
         fit_stacked(toy, cfgs, max_models=0)
+
+
+def test_plan_stacks_caps_stacks_at_the_default_size():
+    same = [fast(seed=s) for s in range(7)]
+    assert DEFAULT_STACK_MODELS == 3
+    assert plan_stacks(same) == [[0, 1, 2], [3, 4, 5], [6]]
+    assert plan_stacks(same, None) == [list(range(7))]
+    mixed = [fast(hidden=16, seed=0), fast(hidden=8, seed=0), fast(hidden=16, seed=1), fast(hidden=16, seed=2),
+             fast(hidden=16, seed=3)]
+    assert plan_stacks(mixed) == [[0, 2, 3], [4], [1]]
+    assert plan_stacks(mixed, 2) == [[0, 2], [3, 4], [1]]
 
 
 # --------------------------------------------------------------------------
