@@ -391,7 +391,8 @@ def build_table(out: Path) -> str:
         n_models = sum(len(s.get("seeds", [])) for s in r["configs"].values())
         cpu = r.get("cpu_seconds")
         la = r.get("load_average")
-        stacked = f"yes ({r.get('engine') or 'autograd'})" if r.get("stacked") else "no"
+        per_stack = max((s.get("stack_models") or 1 for s in r["configs"].values()), default=1)
+        stacked = f"yes ({r.get('engine') or 'autograd'}, {per_stack} per stack)" if r.get("stacked") else "no"
         workers = r.get("workers") or 1
         procs = f"{workers} x {r.get('threads')}"
         if workers == 1 and len(r.get("parts") or []) > 1:

@@ -35,7 +35,7 @@ def test_row_in_two_workers_is_one_row(script, tmp_path, capsys):
     for s in row["configs"].values():
         assert 0 <= s["metrics"]["auprc"] <= 1
     table = (out / "hmc_table.md").read_text()
-    assert "| cellcycle_FUN | 6 | yes (autograd) | 2 x 1 |" in table
+    assert "| cellcycle_FUN | 6 | yes (autograd, 1 per stack) | 2 x 1 |" in table
 
 
 def test_worker_command_line_keeps_the_row_options(script):

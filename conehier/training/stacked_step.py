@@ -26,10 +26,10 @@ and only the Adam update is fused.
 The step itself (:meth:`FusedStackStep.step`):
 
 * forward without autograd through the hidden layers, keeping each layer's input
-  and its gate ``act'(a) * dropout mask / (1 - p)`` (the mask is drawn as
-  ``F.dropout`` draws it -- ``bernoulli_(1 - p)`` on a tensor of the layer's
-  shape from the global generator -- so a seeded run draws the same masks as the
-  autograd path);
+  and its gate ``act'(a) * dropout mask / (1 - p)`` (the mask is
+  :func:`~conehier.models.heads.dropout_noise` of the layer's shape from the
+  global generator, as the autograd path draws it, so a seeded run draws the
+  same masks);
 * the output layers' logits are autograd leaves; the per-model losses (any
   :class:`~conehier.training.hmc.HMCLoss`, max-constraint included) are
   differentiated by autograd down to them only;
@@ -48,6 +48,8 @@ from typing import Callable, Sequence
 
 import torch
 from torch import Tensor
+
+from ..models.heads import dropout_noise
 
 __all__ = ["COMPILE_MIN_PARAMS", "RANK_LIMIT", "FusedStackStep", "adam_rank_update", "adam_update", "adam_update_all",
            "fused_kernels_compiled"]
@@ -184,16 +186,18 @@ class FusedStackStep:
         h = x
         for lin in st.layers:
             a = torch.baddbmm(lin.bias, h, lin.weight)
-            if st.activation == "relu":
-                h = torch.relu(a)
+            noise = dropout_noise(a, st.dropout) if st.dropout > 0 else None  # the mask mlp_blocks draws
+            if st.activation == "relu":  # relu(a) * noise = a * gate with gate = 1[a > 0] * noise
                 gate = (a > 0).to(a.dtype)
+                if noise is not None:
+                    gate.mul_(noise)
+                h = a * gate if noise is not None else torch.relu(a)
             else:
                 h = torch.tanh(a)
                 gate = 1 - h * h
-            if st.dropout > 0:  # as F.dropout on CPU: noise = bernoulli_(1 - p) / (1 - p); h * noise
-                noise = torch.empty_like(h).bernoulli_(1 - st.dropout).div_(1 - st.dropout)
-                h = h * noise
-                gate = gate * noise
+                if noise is not None:
+                    h = h * noise
+                    gate = gate * noise
             inputs.append(h)
             gates.append(gate)
         return inputs, gates
