@@ -163,6 +163,14 @@ def greedy_loads(costs: list[float], workers: int) -> list[float]:
     return loads
 
 
+def claim_order(plan: dict, keys: list[str]) -> list[tuple[int, str]]:
+    """``(index, key)`` of the configurations in the order ``--workers`` processes take them:
+    the costliest first (more output heads first: rare-node's 2 heads cost about 1.7x a step
+    of one head), else in the row's order, so the last jobs are short and the processes end
+    close together."""
+    return sorted(enumerate(keys), key=lambda kk: -plan[kk[1]][0].heads)
+
+
 def claim(claim_dir: str | None, key: str) -> bool:
     """True if this process may run configuration ``key``: always without ``claim_dir``; with
     it, for the first process to create ``claim_dir/key`` (atomic ``O_EXCL``)."""
@@ -195,7 +203,8 @@ def estimate(args, root: Path) -> None:
         per_epoch = math.ceil(n / args.batch_size)
         per_config = []
         epochs_known = True
-        for key in args.configs:  # each configuration is one job of a --workers process
+        plan, _ = row_configs(name, args)
+        for _, key in claim_order(plan, args.configs):  # each configuration is one job of a --workers process
             _, cfgs = row_configs(name, args, [key])
             cpu = 0.0
             for idx in plan_stacks(cfgs, args.max_stack):  # the stacks fit_stacked would train
@@ -232,7 +241,7 @@ def run_row(name: str, args, root: Path) -> dict:
             row["configs"][key] = summary
             _print_summary(name, summary["label"], summary, summary["wall_seconds"])
     elif args.stack:  # a --workers process: each configuration no other process has taken
-        for k, key in enumerate(args.configs):
+        for k, key in claim_order(plan, args.configs):
             if not claim(args.claim, key):
                 continue
             results = fit_stacked(ds, cfgs[k * args.seeds:(k + 1) * args.seeds], max_models=args.max_stack, log=log,

@@ -57,6 +57,10 @@ def test_worker_command_line_keeps_the_row_options(script):
 def test_processes_take_the_next_free_configuration(script, tmp_path):
     assert script.greedy_loads([5.0, 1.0, 1.0, 1.0, 4.0], 2) == [5.0, 7.0]
     assert script.greedy_loads([2.0], 4) == [2.0]
+    plan = {k: (type("C", (), {"heads": 2 if k == "mcm-rare-node" else 1})(), "") for k in script.CONFIGS}
+    order = [k for _, k in script.claim_order(plan, list(script.CONFIGS))]
+    assert order == ["mcm-rare-node"] + [k for k in script.CONFIGS if k != "mcm-rare-node"]
+    assert script.claim_order(plan, ["mlp-bce", "mcm-rare-node"]) == [(1, "mcm-rare-node"), (0, "mlp-bce")]
     claims = str(tmp_path)
     assert script.claim(None, "mcm-bce") and script.claim(None, "mcm-bce")
     assert script.claim(claims, "mcm-bce") and not script.claim(claims, "mcm-bce")

@@ -436,3 +436,38 @@ def test_precomputed_pair_mask_matches():
     assert torch.equal(mcm.training_output(z, y, pairs=pairs), mcm.training_output(z, y))
     with pytest.raises(ValueError, match="pairs"):
         mcm.training_output(z[0], y, pairs=pairs[:, :3])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_dropout_noise_is_a_scaled_bernoulli_mask(dtype):
+    x = torch.zeros(200, 500, dtype=dtype)
+    torch.manual_seed(0)
+    noise = H.dropout_noise(x, 0.7)
+    assert noise.shape == x.shape and noise.dtype == dtype
+    values = torch.unique(noise)
+    assert torch.allclose(values, torch.tensor([0.0, 1 / 0.3], dtype=dtype))
+    kept = (noise > 0).double().mean().item()
+    assert abs(kept - 0.3) < 4 * (0.3 * 0.7 / x.numel()) ** 0.5  # Bernoulli(0.3): within 4 sigma
+    assert abs(noise.double().mean().item() - 1.0) < 0.02  # E[noise] = 1: dropout keeps the mean
+    torch.manual_seed(0)
+    assert torch.equal(H.dropout_noise(x, 0.7), noise)  # the global generator: seeded, reproducible
+    torch.manual_seed(0)  # the mask is 1[u < 1 - p] for u = torch.rand of x's shape
+    assert torch.equal(noise > 0, torch.rand(200, 500, dtype=dtype) < 0.3)
+
+
+def test_mlp_blocks_multiply_by_the_dropout_noise_in_training_only():
+    mlp = MLP(6, 16, 2, dropout=0.5)
+    x = torch.randn(3, 6)
+    torch.manual_seed(3)
+    out = mlp(x)
+    torch.manual_seed(3)
+    h = x
+    for lin in mlp.layers:
+        h = torch.relu(lin(h))
+        h = h * H.dropout_noise(h, 0.5)
+    assert torch.allclose(out, h)
+    mlp.eval()
+    h = x
+    for lin in mlp.layers:
+        h = torch.relu(lin(h))
+    assert torch.equal(mlp(x), h)
