@@ -8,9 +8,10 @@
 A row trains all its configurations x seeds as stacked ensembles
 (:mod:`conehier.training.hmc_stacked`: one network with a leading model axis,
 one Adam; the same numbers as separate runs up to float rounding): one stack
-per group of equal sizes / epochs, at most ``--max-stack`` (default 3) models
-each, trained one after the other (small stacks are faster per model than one
-large one: :data:`conehier.training.hmc_stacked.DEFAULT_STACK_MODELS`), or one run
+per group of equal sizes / epochs, at most ``--max-stack`` models each (``auto``:
+3 on the CPU, where small stacks are faster per model than one large one, no
+limit on a GPU: :func:`conehier.training.hmc_stacked.default_stack_models`),
+trained one after the other, or one run
 after the other with ``--no-stack``. ``--engine`` picks the stack's training step
 (``auto``: on CPU the hand-written backward with Adam fused into the weight
 gradient, :mod:`conehier.training.stacked_step`; ``autograd``: autograd + Adam,
@@ -151,6 +152,15 @@ def row_configs(name: str, args, keys: list[str] | None = None) -> tuple[dict, l
     plan = {key: _config(name, CONFIGS[key][1], CONFIGS[key][2], args.epochs, args) for key in keys}
     cfgs = [dataclasses.replace(plan[key][0], seed=s) for key in keys for s in range(args.seeds)]
     return plan, cfgs
+
+
+def _max_stack(text: str) -> int | str | None:
+    """``--max-stack``: ``auto``, or a number of models (0: no limit, ``None``)."""
+    if text == "auto":
+        return text
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected auto or a number >= 0, got {text!r}")
+    return int(text) or None
 
 
 def greedy_loads(costs: list[float], workers: int) -> list[float]:
@@ -553,8 +563,9 @@ def main(argv=None) -> None:
     ap.add_argument("--speed-repeats", type=int, default=3)
     ap.add_argument("--no-stack", dest="stack", action="store_false",
                     help="train the runs one after the other (HMCTrainer) instead of as stacked ensembles")
-    ap.add_argument("--max-stack", type=int, default=DEFAULT_STACK_MODELS,
-                    help=f"most models per stack (default {DEFAULT_STACK_MODELS}; 0: no limit)")
+    ap.add_argument("--max-stack", type=_max_stack, default="auto",
+                    help=f"most models per stack: auto (default: {DEFAULT_STACK_MODELS} on the CPU, no limit on a GPU), "
+                         "a number, or 0 (no limit)")
     ap.add_argument("--claim", default=None, help=argparse.SUPPRESS)  # --workers: the hand-out directory
     ap.add_argument("--stack-sizes", default="1,18", help="--speed: stack sizes to time (comma-separated)")
     ap.add_argument("--merge", action="store_true",
@@ -572,9 +583,6 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     if args.workers < 1:
         ap.error("--workers must be >= 1")
-    if args.max_stack < 0:
-        ap.error("--max-stack must be >= 0 (0: no limit)")
-    args.max_stack = args.max_stack or None
     args.argv = argv
     root = data_root(args.data_dir)
     out = Path(args.out)

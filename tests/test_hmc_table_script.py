@@ -54,6 +54,12 @@ def test_worker_command_line_keeps_the_row_options(script):
     assert "--claim /tmp/c" in " ".join(script.worker_argv(ns, "Diatoms", ["mcm-bce"], "/tmp/x", "/tmp/c"))
 
 
+def test_max_stack_option(script):
+    assert script._max_stack("auto") == "auto" and script._max_stack("4") == 4 and script._max_stack("0") is None
+    with pytest.raises(Exception, match="auto or a number"):
+        script._max_stack("-1")
+
+
 def test_processes_take_the_next_free_configuration(script, tmp_path):
     assert script.greedy_loads([5.0, 1.0, 1.0, 1.0, 4.0], 2) == [5.0, 7.0]
     assert script.greedy_loads([2.0], 4) == [2.0]

@@ -12,6 +12,7 @@ from conehier.training.hmc_stacked import (
     StackedHMC,
     StackedHMCTrainer,
     StackedLinear,
+    default_stack_models,
     fit_stacked,
     plan_stacks,
     segment_key,
@@ -174,6 +175,12 @@ def test_plan_stacks_caps_stacks_at_the_default_size():
              fast(hidden=16, seed=3)]
     assert plan_stacks(mixed) == [[0, 2, 3], [4], [1]]
     assert plan_stacks(mixed, 2) == [[0, 2], [3, 4], [1]]
+    assert plan_stacks(same, "auto") == plan_stacks(same)
+    on_gpu = [fast(seed=s, device="cuda") for s in range(7)]  # only planned, never run
+    assert default_stack_models("cuda") is None and default_stack_models("cpu") == DEFAULT_STACK_MODELS
+    assert plan_stacks(on_gpu) == [list(range(7))]
+    with pytest.raises(ValueError, match="max_models"):
+        plan_stacks(same, "many")
 
 
 # --------------------------------------------------------------------------
@@ -375,3 +382,18 @@ def test_single_config_stack_equals_trainer_fit(toy):
     _assert_same_run(r, HMCTrainer(c).fit(toy))
     assert r.wall_seconds > 0 and r.seconds_per_epoch > 0
     assert r.to_dict()["stack_models"] == 1
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("engine", ["auto", "autograd"])
+def test_stacked_trainer_on_cuda_matches_the_cpu_run(toy, engine):
+    """Early stopping and retraining of a stack on CUDA (dropout 0): the same epochs, scores
+    and metrics as on the CPU, up to float rounding; each model stays on its device."""
+    cfgs = [fast(model=m, loss=l, seed=s, epochs=None, max_epochs=6, patience=2)
+            for m, l in (("mcm-mlp", "bce"), ("mcm-mlp", "rare-node")) for s in range(2)]
+    cpu = StackedHMCTrainer(cfgs, engine=engine).fit(toy)
+    gpu = StackedHMCTrainer([dataclasses.replace(c, device="cuda") for c in cfgs], engine=engine).fit(toy)
+    for rc, rg in zip(cpu, gpu):
+        assert next(rg.model.parameters()).device.type == "cuda"
+        rg.model.cpu()
+        _assert_same_run(rg, rc, tol=1e-4)

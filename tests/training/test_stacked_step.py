@@ -1,3 +1,4 @@
+import dataclasses
 import math
 import warnings
 
@@ -102,17 +103,17 @@ def _cfg(**kw):
     return HMCConfig(**base)
 
 
-def _run_steps(toy, cfgs, engine, n_steps=12, batch=4, compile=None):
+def _run_steps(toy, cfgs, engine, n_steps=12, batch=4, compile=None, device="cpu"):
     tr = StackedHMCTrainer(cfgs, engine=engine)
-    dev = torch.device("cpu")
+    dev = torch.device(device)
     torch.manual_seed(0)
     stack, opt, scfgs = tr._new_stack(toy, dev)
     if engine == "fused" and compile is not None:
         opt = FusedStackStep(stack, lr=scfgs[0].lr, weight_decay=scfgs[0].weight_decay, compile=compile)
     losses, extras = tr._losses(stack, scfgs, toy, toy.Y_train, dev)
-    X = torch.as_tensor(toy.X_train, dtype=torch.float32)
-    Y = torch.as_tensor(toy.Y_train, dtype=torch.float32)
-    torch.manual_seed(1)  # dropout masks
+    X = torch.as_tensor(toy.X_train, dtype=torch.float32, device=dev)
+    Y = torch.as_tensor(toy.Y_train, dtype=torch.float32, device=dev)
+    torch.manual_seed(1)  # dropout masks (torch.manual_seed seeds the CUDA generators too)
     pers = []
     for s in range(n_steps):
         idx = (torch.arange(batch) + s * batch).expand(len(scfgs), batch) % X.shape[0]
@@ -246,3 +247,27 @@ def test_subset_step_continues_the_kept_models(toy, engine):
     for p, q in zip(sub.stacked_parameters(), stack.select_rows(stack.stacked_parameters(), keep)):
         torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-5)
     assert (sub_opt.t if engine == "fused" else 1) == (opt.t if engine == "fused" else 1)
+
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@CUDA
+@pytest.mark.parametrize("batch", [4, 32])
+def test_fused_step_matches_autograd_on_cuda(toy, batch):
+    """On CUDA the fused step runs its update eagerly; it still equals autograd + Adam there
+    (dropout on: both draw their masks from the CUDA generator in the same order), and with
+    dropout off both equal the CPU run."""
+    cfgs = [_cfg(model=m, loss=l, seed=s) for m, l in (("mlp", "bce"), ("mcm-mlp", "rare-node"),
+                                                         ("mcm-mlp", "champ-soft")) for s in range(2)]
+    pa, la = _run_steps(toy, cfgs, "autograd", batch=batch, device="cuda")
+    pf, lf = _run_steps(toy, cfgs, "fused", batch=batch, device="cuda")
+    assert all(p.device.type == "cuda" for p in pf)
+    torch.testing.assert_close(lf, la, atol=1e-5, rtol=1e-5)
+    for a, f in zip(pa, pf):
+        torch.testing.assert_close(f, a, atol=1e-5, rtol=1e-4)
+    still = [dataclasses.replace(c, dropout=0.0) for c in cfgs]
+    pc, _ = _run_steps(toy, still, "fused", batch=batch)
+    pg, _ = _run_steps(toy, still, "fused", batch=batch, device="cuda")
+    for c, g in zip(pc, pg):
+        torch.testing.assert_close(g.cpu(), c, atol=1e-4, rtol=1e-3)
