@@ -78,7 +78,14 @@ import torch
 from conehier.data.hmc import HMC_DATASETS, hmc_files, load_hmc
 from conehier.data.paths import data_root
 from conehier.training.hmc import CHMCNN_SETTINGS, HMCConfig, chmcnn_config, run_hmc, summarize
-from conehier.training.hmc_stacked import DEFAULT_STACK_MODELS, ENGINES, fit_stacked, plan_stacks, stack_speed, stack_step_seconds
+from conehier.training.hmc_stacked import (
+    DEFAULT_STACK_MODELS,
+    ENGINES,
+    fit_stacked,
+    plan_stacks,
+    stack_speed,
+    stack_step_seconds,
+)
 
 #: C-HMCNN's published AU(PRC) (Giunchiglia & Lukasiewicz 2020, Table 2).
 PUBLISHED_AUPRC = {
@@ -564,8 +571,8 @@ def main(argv=None) -> None:
     ap.add_argument("--no-stack", dest="stack", action="store_false",
                     help="train the runs one after the other (HMCTrainer) instead of as stacked ensembles")
     ap.add_argument("--max-stack", type=_max_stack, default="auto",
-                    help=f"most models per stack: auto (default: {DEFAULT_STACK_MODELS} on the CPU, no limit on a GPU), "
-                         "a number, or 0 (no limit)")
+                    help=f"most models per stack: auto (default: {DEFAULT_STACK_MODELS} on the CPU, no limit on "
+                         "a GPU), a number, or 0 (no limit)")
     ap.add_argument("--claim", default=None, help=argparse.SUPPRESS)  # --workers: the hand-out directory
     ap.add_argument("--stack-sizes", default="1,18", help="--speed: stack sizes to time (comma-separated)")
     ap.add_argument("--merge", action="store_true",

@@ -54,8 +54,9 @@ Cost: the stack removes per-op overhead; the fused step removes the stored
 weight gradient and runs Adam as one vectorised pass (at batch 4 a step is
 bound by streaming the weights and Adam's moments, so on the CPU
 :func:`fit_stacked` trains stacks of at most :data:`DEFAULT_STACK_MODELS` models,
-one after the other, whose state stays close to the core; on a GPU one stack); :func:`stack_speed` measures the per-epoch time of a stack against
-one model, :func:`stack_step_seconds` one step of either engine.
+one after the other, whose state stays close to the core; on a GPU one stack);
+:func:`stack_speed` measures the per-epoch time of a stack against one model,
+:func:`stack_step_seconds` one step of either engine.
 """
 
 from __future__ import annotations
@@ -118,7 +119,7 @@ STACK_FIELDS: tuple[str, ...] = (
 #: than large ones on CPU: a step touches every weight and both Adam moments of its stack,
 #: and a stack of a few C-HMCNN-sized models keeps that state close to the core. Measured on
 #: 2 EPYC cores (both busy, fused step, batch 4), ms per model-step at 1 / 3 / 9 models:
-#: cellcycle 3.4 / 1.37 / 2.04, church 2.0 / 1.37 / 1.92, pheno_GO 5.3 / 4.5 / 7.1; at batch 64
+#: cellcycle 1.9 / 1.35 / 2.05, church 2.0 / 1.37 / 1.92, pheno_GO 5.3 / 4.5 / 7.1; at batch 64
 #: Diatoms 41.6 / 37.3 / 41.0; the widest (seq, 2000 hidden) 12.2 / 12.2 / 11.3.
 DEFAULT_STACK_MODELS = 3
 
@@ -129,6 +130,7 @@ def default_stack_models(device) -> int | None:
     larger stack costs less per model: the cellcycle_FUN row on an H200 (autograd step), ms
     per model-step at 3 / 9 / 18 models: 0.68 / 0.39 / 0.40 (fused step 0.66 / 0.45 / 0.57)."""
     return DEFAULT_STACK_MODELS if torch.device(device).type == "cpu" else None
+
 
 #: Training-step engines: ``fused`` (:class:`~conehier.training.stacked_step.FusedStackStep`:
 #: backpropagation by hand, Adam fused with the weight gradient), ``autograd``
