@@ -239,6 +239,14 @@ def estimate(args, root: Path) -> None:
               f"per {unit} ({len(per_worker)} process(es))", flush=True)
 
 
+def _add_stacked(row: dict, name: str, key: str, plan: dict, results: list) -> None:
+    """Summarise one configuration's stacked results (its seeds) into ``row`` and print it."""
+    summary = summarize(results)
+    summary.update(protocol=plan[key][1], label=CONFIGS[key][0], stack_models=results[0].stack_models)
+    row["configs"][key] = summary
+    _print_summary(name, summary["label"], summary, summary["wall_seconds"])
+
+
 def run_row(name: str, args, root: Path) -> dict:
     """All configurations x seeds of one data set: one stack per group of equal sizes
     (:func:`conehier.training.hmc_stacked.fit_stacked`), or one run after the other with ``--no-stack``."""
@@ -253,20 +261,13 @@ def run_row(name: str, args, root: Path) -> dict:
     if args.stack and args.claim is None:
         results = fit_stacked(ds, cfgs, max_models=args.max_stack, log=log, engine=args.engine)
         for k, key in enumerate(args.configs):
-            summary = summarize(results[k * args.seeds:(k + 1) * args.seeds])
-            summary.update(protocol=plan[key][1], label=CONFIGS[key][0], stack_models=results[0].stack_models)
-            row["configs"][key] = summary
-            _print_summary(name, summary["label"], summary, summary["wall_seconds"])
+            _add_stacked(row, name, key, plan, results[k * args.seeds:(k + 1) * args.seeds])
     elif args.stack:  # a --workers process: each configuration no other process has taken
         for k, key in claim_order(plan, args.configs):
             if not claim(args.claim, key):
                 continue
-            results = fit_stacked(ds, cfgs[k * args.seeds:(k + 1) * args.seeds], max_models=args.max_stack, log=log,
-                                  engine=args.engine)
-            summary = summarize(results)
-            summary.update(protocol=plan[key][1], label=CONFIGS[key][0], stack_models=results[0].stack_models)
-            row["configs"][key] = summary
-            _print_summary(name, summary["label"], summary, summary["wall_seconds"])
+            _add_stacked(row, name, key, plan, fit_stacked(ds, cfgs[k * args.seeds:(k + 1) * args.seeds],
+                                                           max_models=args.max_stack, log=log, engine=args.engine))
     else:
         for key in args.configs:
             if not claim(args.claim, key):
