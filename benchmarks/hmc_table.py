@@ -180,12 +180,31 @@ def greedy_loads(costs: list[float], workers: int) -> list[float]:
     return loads
 
 
+#: CPU time of a model-step of each configuration relative to MLP + BCE (stacks of 3 models of
+#: one configuration, batch 4): the mean over the cellcycle, church, eisen and gasch2 rows of
+#: their CPU seconds per model-epoch (rare-node's 2 heads cost most; sigmoidF1's per-model
+#: batch counts and the max-constraint module add a little).
+RELATIVE_STEP_COST = {
+    "mlp-bce": 1.00,
+    "mcm-bce": 1.17,
+    "mcm-champ-hard": 1.05,
+    "mcm-champ-soft": 1.08,
+    "mcm-rare-node": 1.79,
+    "mcm-sigmoidf1": 1.24,
+}
+
+
+def job_cost(key: str, heads: int = 1) -> float:
+    """Relative cost of configuration ``key`` (:data:`RELATIVE_STEP_COST`; an unlisted one:
+    1 + 0.8 per extra output head)."""
+    return RELATIVE_STEP_COST.get(key, 1.0 + 0.8 * (heads - 1))
+
+
 def claim_order(plan: dict, keys: list[str]) -> list[tuple[int, str]]:
     """``(index, key)`` of the configurations in the order ``--workers`` processes take them:
-    the costliest first (more output heads first: rare-node's 2 heads cost about 1.7x a step
-    of one head), else in the row's order, so the last jobs are short and the processes end
-    close together."""
-    return sorted(enumerate(keys), key=lambda kk: -plan[kk[1]][0].heads)
+    costliest first (:func:`job_cost`; ties in the row's order), so the last jobs are the
+    short ones and the processes end close together (the longest-processing-time rule)."""
+    return sorted(enumerate(keys), key=lambda kk: -job_cost(kk[1], plan[kk[1]][0].heads))
 
 
 def claim(claim_dir: str | None, key: str) -> bool:

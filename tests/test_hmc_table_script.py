@@ -65,8 +65,16 @@ def test_processes_take_the_next_free_configuration(script, tmp_path):
     assert script.greedy_loads([2.0], 4) == [2.0]
     plan = {k: (type("C", (), {"heads": 2 if k == "mcm-rare-node" else 1})(), "") for k in script.CONFIGS}
     order = [k for _, k in script.claim_order(plan, list(script.CONFIGS))]
-    assert order == ["mcm-rare-node"] + [k for k in script.CONFIGS if k != "mcm-rare-node"]
+    assert order == ["mcm-rare-node", "mcm-sigmoidf1", "mcm-bce", "mcm-champ-soft", "mcm-champ-hard", "mlp-bce"]
     assert script.claim_order(plan, ["mlp-bce", "mcm-rare-node"]) == [(1, "mcm-rare-node"), (0, "mlp-bce")]
+    # cellcycle's measured costs: rare-node first, then the row's order, left sigmoidF1 last (4.38);
+    # by cost the processes end closer (4.25; the best split of these six is 4.13)
+    costs = dict(zip(script.CONFIGS, [1.09, 1.24, 1.07, 1.19, 1.97, 1.34]))
+    rare_first = ["mcm-rare-node"] + [k for k in script.CONFIGS if k != "mcm-rare-node"]
+    assert max(script.greedy_loads([costs[k] for k in rare_first], 2)) == pytest.approx(4.38)
+    assert max(script.greedy_loads([costs[k] for k in order], 2)) == pytest.approx(4.25)
+    # an unlisted configuration: 1 + 0.8 per extra head
+    assert script.job_cost("other", heads=3) == pytest.approx(2.6) and script.job_cost("mlp-bce", heads=1) == 1.0
     claims = str(tmp_path)
     assert script.claim(None, "mcm-bce") and script.claim(None, "mcm-bce")
     assert script.claim(claims, "mcm-bce") and not script.claim(claims, "mcm-bce")
