@@ -95,3 +95,35 @@ def test_protocol_names_a_non_default_early_stopping_budget(script):
     assert text == "early stopping on valid, retrain on train+valid (at most 60 epochs, patience 10)"
     _, text = script._config("cellcycle_FUN", "mcm-mlp", "bce", "auto", ns(max_epochs=60, patience=10))
     assert text == "published epochs, train+valid"  # the budget only matters with early stopping
+
+
+def test_left_out_options_take_the_rows_settings(script):
+    def parsed(**kw):
+        base = dict(batch_size=None, lr=None, epochs=None, max_epochs=None, patience=None, protocol="table", seeds=3,
+                    threads=1, device="cpu")
+        base.update(kw)
+        return script.argparse.Namespace(**base)
+
+    a = script.row_args("gasch2_FUN", parsed())
+    assert (a.batch_size, a.lr, a.epochs, a.max_epochs, a.patience) == (8, 2e-4, "126", script.MAX_EPOCHS,
+                                                                        script.PATIENCE)
+    assert script._config("gasch2_FUN", "mcm-mlp", "bce", a.epochs, a)[1] == (
+        "126 epochs, train+valid; batch 8 (C-HMCNN 4), lr 0.0002 (C-HMCNN 0.0001)")
+    # the command line wins; the rest still comes from the row
+    a = script.row_args("gasch2_FUN", parsed(batch_size=16, epochs="early-stop"))
+    assert (a.batch_size, a.lr, a.epochs) == (16, 2e-4, "early-stop")
+    a = script.row_args("pheno_GO", parsed())
+    assert (a.batch_size, a.lr, a.epochs, a.max_epochs, a.patience) == (4, None, "auto", 60, 10)
+    # C-HMCNN's settings: for a row not in the table, or with --protocol chmcnn
+    for name, kw in (("eisen_FUN", {}), ("gasch2_FUN", {"protocol": "chmcnn"})):
+        a = script.row_args(name, parsed(**kw))
+        assert (a.batch_size, a.lr, a.epochs, a.max_epochs, a.patience) == (4, None, "auto", script.MAX_EPOCHS,
+                                                                            script.PATIENCE)
+        assert script._config(name, "mcm-mlp", "bce", a.epochs, a)[1] == "published epochs, train+valid"
+    args = parsed()
+    script.row_args("Diatoms", args)
+    assert args.batch_size is None  # the parsed options are left as they were, for the next row
+    ns = type("A", (), dict(seeds=3, epochs="126", max_epochs=200, patience=20, batch_size=8, threads=1,
+                            device="cpu", engine="fused", lr=None, data_dir=None, max_stack=3, stack=True,
+                            verbose=False, protocol="chmcnn"))()
+    assert "--protocol chmcnn" in " ".join(script.worker_argv(ns, "gasch2_FUN", ["mcm-bce"], "/tmp/x"))
