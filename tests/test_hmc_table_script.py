@@ -105,13 +105,13 @@ def test_left_out_options_take_the_rows_settings(script):
         return script.argparse.Namespace(**base)
 
     a = script.row_args("gasch2_FUN", parsed())
-    assert (a.batch_size, a.lr, a.epochs, a.max_epochs, a.patience) == (8, 2e-4, "126", script.MAX_EPOCHS,
+    assert (a.batch_size, a.lr, a.epochs, a.max_epochs, a.patience) == (16, 4e-4, "80", script.MAX_EPOCHS,
                                                                         script.PATIENCE)
     assert script._config("gasch2_FUN", "mcm-mlp", "bce", a.epochs, a)[1] == (
-        "126 epochs, train+valid; batch 8 (C-HMCNN 4), lr 0.0002 (C-HMCNN 0.0001)")
+        "80 epochs, train+valid; batch 16 (C-HMCNN 4), lr 0.0004 (C-HMCNN 0.0001)")
     # the command line wins; the rest still comes from the row
-    a = script.row_args("gasch2_FUN", parsed(batch_size=16, epochs="early-stop"))
-    assert (a.batch_size, a.lr, a.epochs) == (16, 2e-4, "early-stop")
+    a = script.row_args("gasch2_FUN", parsed(batch_size=8, epochs="early-stop"))
+    assert (a.batch_size, a.lr, a.epochs) == (8, 4e-4, "early-stop")
     a = script.row_args("pheno_GO", parsed())
     assert (a.batch_size, a.lr, a.epochs, a.max_epochs, a.patience) == (4, None, "auto", 60, 10)
     # C-HMCNN's settings: for a row not in the table, or with --protocol chmcnn
