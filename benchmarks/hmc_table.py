@@ -74,7 +74,9 @@ Adam update and the weight reads cost the same at any small batch), so a step at
 8 takes only about 1.3x as long as at batch 4 (gasch2: 8.2 vs 6.3 ms, one process) and a
 step at batch 16 about 1.7x (10.8 ms); with both cores busy the gain per epoch is smaller:
 the gasch2 row at batch 8 (126 epochs) took 38.5 CPU-min against 51.1 at batch 4 (123
-epochs), and 20.4 min, so gasch2 went on to batch 16. The epochs of cellcycle and gasch2
+epochs), and 20.4 min, so gasch2 went on to batch 16 (8.8 min). That batch-8 row (commit
+7040495) had MCM-MLP + BCE at 0.2582, CHAMP-hard and CHAMP-soft at 0.2585, all above
+C-HMCNN's 0.258; the batch-16 row has 0.2554 / 0.2550 / 0.2550. The epochs of cellcycle and gasch2
 were chosen the way C-HMCNN chose its own (early stopping of MCM-MLP + BCE, seed 0, on
 the valid file, then training on train + valid); church keeps early stopping for every
 configuration. Best valid AU(PRC) @ epoch, seed 0::
