@@ -67,19 +67,19 @@ core), so its row time is set by the epochs: at lr 3e-4 early stopping chose 117
 epochs (seed 0: valid 0.723, test 0.757; that row took 27.5 min, with stacks of 9); at
 lr 5e-4 it chooses 96 (valid 0.710, test 0.753); at 6e-4, 79 (valid 0.704, test 0.743).
 
-cellcycle_FUN and church_FUN are run at batch 8 with lr 2e-4 (C-HMCNN's 1e-4 scaled
-with the batch), gasch2_FUN at batch 16 with lr 4e-4. At batch 4 their rows took
-23.4 / 24.6 / 28.3 min on the 2 cores. A step of 3 stacked models is memory-bound (the
-Adam update and the weight reads cost the same at any small batch), so a step at batch
-8 takes only about 1.3x as long as at batch 4 (gasch2: 8.2 vs 6.3 ms, one process) and a
-step at batch 16 about 1.7x (10.8 ms); with both cores busy the gain per epoch is smaller:
-the gasch2 row at batch 8 (126 epochs) took 38.5 CPU-min against 51.1 at batch 4 (123
+cellcycle_FUN and church_FUN are run at batch 8 with lr 2e-4 (C-HMCNN's 1e-4 scaled with
+the batch), gasch2_FUN at batch 16 with lr 4e-4. At batch 4 their rows took 23.4 / 24.6
+/ 28.3 min on the 2 cores. A step of 3 stacked models is memory-bound (the Adam update
+and the weight reads cost the same at any small batch), so a step at batch 8 takes only
+about 1.3x as long as at batch 4 (gasch2: 8.2 vs 6.3 ms, one process) and a step at
+batch 16 about 1.7x (10.8 ms); with both cores busy the gain per epoch is smaller: the
+gasch2 row at batch 8 (126 epochs) took 38.5 CPU-min against 51.1 at batch 4 (123
 epochs), and 20.4 min, so gasch2 went on to batch 16 (8.8 min). That batch-8 row (commit
 7040495) had MCM-MLP + BCE at 0.2582, CHAMP-hard and CHAMP-soft at 0.2585, all above
-C-HMCNN's 0.258; the batch-16 row has 0.2554 / 0.2550 / 0.2550. The epochs of cellcycle and gasch2
-were chosen the way C-HMCNN chose its own (early stopping of MCM-MLP + BCE, seed 0, on
-the valid file, then training on train + valid); church keeps early stopping for every
-configuration. Best valid AU(PRC) @ epoch, seed 0::
+C-HMCNN's 0.258; the batch-16 row has 0.2554 / 0.2550 / 0.2550. The epochs of cellcycle
+and gasch2 were chosen the way C-HMCNN chose its own (early stopping of MCM-MLP + BCE,
+seed 0, on the valid file, then training on train + valid); church keeps early stopping
+for every configuration. Best valid AU(PRC) @ epoch, seed 0::
 
     data set    batch 8, lr 1e-4   batch 8, lr 2e-4   batch 16, lr 2e-4   batch 16, lr 4e-4
     cellcycle   0.2311 @ 120       0.2326 @ 88        0.2313 @ 126        0.2299 @ 70
