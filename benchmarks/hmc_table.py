@@ -185,7 +185,6 @@ def row_args(name: str, args) -> argparse.Namespace:
     return filled
 
 
-
 def available_datasets(root: Path) -> list[str]:
     """HMC data sets whose files (a training file included) are all under ``root/hmc``."""
     return [n for n in HMC_DATASETS if all((root / "hmc" / f).is_file() for f in hmc_files(n).values())]
